@@ -1,0 +1,409 @@
+//! Configuration, read once from the environment (and `.env`) at start-up.
+//!
+//! Every error names the variable it came from, so an operator can fix a deployment from the
+//! message alone. Secrets are wrapped so that `Debug` never prints them.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretBox;
+
+/// A configuration value that could not be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {reason} (got {value:?})")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+/// One 256-bit key-encryption key (AES-256-GCM), kept out of `Debug` output.
+pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
+
+/// Where the key-encryption keys come from.
+#[derive(Debug)]
+pub enum KekSource {
+    /// `KEY_ENCRYPTION_KEY`: the first encrypts, all decrypt.
+    Environment(Vec<KeyEncryptionKey>),
+    /// A local file (`keys/kek` by default), generated with mode 0600 on first use.
+    File(PathBuf),
+}
+
+/// Argon2id cost parameters (SPEC §4 defaults: m=19456 KiB, t=2, p=1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Settings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub cors_allowed_origins: Vec<String>,
+    /// `None` means "http://localhost:<bound port>", known only once the listener is bound.
+    pub issuer: Option<String>,
+    /// `None` means the issuer.
+    pub token_audience: Option<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub key_rotation_interval: Duration,
+    pub jwks_max_age: Duration,
+    pub key_publish_ahead: Duration,
+    pub key_cache_ttl: Duration,
+    pub kek_source: KekSource,
+    pub first_party_client_id: String,
+    pub argon2: Argon2Settings,
+    pub password_hash_concurrency: usize,
+    pub password_hash_queue_timeout: Duration,
+    pub password_hash_max_waiting: usize,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the process environment, after loading `.env` from the working directory if present.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env is normal; a malformed one is reported rather than half-applied.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(error) if error.not_found() => {}
+            Err(error) => {
+                return Err(ConfigError::Inconsistent(format!(
+                    ".env could not be read: {error}"
+                )));
+            }
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the variables through `lookup`; `from_env` and the tests share this path.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let vars = Vars(&lookup);
+        let database_url = vars
+            .string("DATABASE_URL")
+            .or_else(|| vars.string("DATABASE_ONE_URL"))
+            .unwrap_or_else(|| "sqlite://data/auth.db".to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres:")
+            || database_url.starts_with("postgresql:"))
+        {
+            let name = if vars.string("DATABASE_URL").is_some() {
+                "DATABASE_URL"
+            } else {
+                "DATABASE_ONE_URL"
+            };
+            return Err(invalid(
+                name,
+                &database_url,
+                "must be a sqlite: or postgres: URL",
+            ));
+        }
+
+        let access_minutes: u64 = vars.parse("ACCESS_TOKEN_EXPIRE_MINUTES", 15)?;
+        if access_minutes == 0 {
+            return Err(invalid(
+                "ACCESS_TOKEN_EXPIRE_MINUTES",
+                "0",
+                "must be a whole number of minutes above 0",
+            ));
+        }
+
+        let config = Config {
+            host: vars.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: vars.parse("PORT", 8001)?,
+            database_url,
+            database_max_connections: vars.positive("DATABASE_MAX_CONNECTIONS", 10)?,
+            cors_allowed_origins: vars
+                .string("CORS_ALLOWED_ORIGINS")
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|origin| !origin.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            issuer: vars.url("ISSUER")?,
+            token_audience: vars.string("TOKEN_AUDIENCE"),
+            access_token_ttl: Duration::from_secs(access_minutes.saturating_mul(60)),
+            refresh_token_ttl: vars.duration("REFRESH_TOKEN_TTL", "30d")?,
+            refresh_reuse_grace: vars.duration_or_zero("REFRESH_REUSE_GRACE", "0s")?,
+            key_rotation_interval: vars.duration("KEY_ROTATION_INTERVAL", "30d")?,
+            jwks_max_age: vars.duration("JWKS_MAX_AGE", "5m")?,
+            key_publish_ahead: vars.duration("KEY_PUBLISH_AHEAD", "1h")?,
+            key_cache_ttl: vars.duration("KEY_CACHE_TTL", "10s")?,
+            kek_source: vars.kek_source()?,
+            first_party_client_id: vars
+                .string("FIRST_PARTY_CLIENT_ID")
+                .unwrap_or_else(|| "user-auth-service".to_owned()),
+            argon2: Argon2Settings {
+                memory_kib: vars.positive("ARGON2_MEMORY_KIB", 19_456)?,
+                iterations: vars.positive("ARGON2_ITERATIONS", 2)?,
+                parallelism: vars.positive("ARGON2_PARALLELISM", 1)?,
+            },
+            password_hash_concurrency: vars.positive(
+                "PASSWORD_HASH_CONCURRENCY",
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )?,
+            password_hash_queue_timeout: vars.duration("PASSWORD_HASH_QUEUE_TIMEOUT", "2s")?,
+            password_hash_max_waiting: vars.positive("PASSWORD_HASH_MAX_WAITING", 256)?,
+            request_timeout: vars.duration("REQUEST_TIMEOUT", "30s")?,
+            shutdown_timeout: vars.duration("SHUTDOWN_TIMEOUT", "10s")?,
+            log_format: match vars.string("LOG_FORMAT").as_deref() {
+                None => LogFormat::Text,
+                Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => return Err(invalid("LOG_FORMAT", other, "must be text or json")),
+            },
+        };
+        config.check_consistency()?;
+        Ok(config)
+    }
+
+    /// Rules between variables (SPEC §5): a key must be published at least as long as verifiers
+    /// cache the JWKS, and must sign for longer than it is published ahead.
+    fn check_consistency(&self) -> Result<(), ConfigError> {
+        if self.key_publish_ahead < self.jwks_max_age {
+            return Err(ConfigError::Inconsistent(format!(
+                "KEY_PUBLISH_AHEAD ({}) must be at least JWKS_MAX_AGE ({}): a verifier caching the \
+                 JWKS would meet a kid it has never seen",
+                format_duration(self.key_publish_ahead),
+                format_duration(self.jwks_max_age)
+            )));
+        }
+        if self.key_rotation_interval <= self.key_publish_ahead {
+            return Err(ConfigError::Inconsistent(format!(
+                "KEY_ROTATION_INTERVAL ({}) must be above KEY_PUBLISH_AHEAD ({})",
+                format_duration(self.key_rotation_interval),
+                format_duration(self.key_publish_ahead)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The issuer, once the bound port is known.
+    pub fn issuer_for_port(&self, port: u16) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+    }
+}
+
+/// Parses `30s`, `15m`, `12h`, `30d` (SPEC §5). A bare number is refused: the unit is never guessed.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.len().checked_sub(1)?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: u64 = number.parse().ok()?;
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(seconds_per_unit).map(Duration::from_secs)
+}
+
+/// Writes a duration in the largest unit that divides it, as operators write them.
+pub fn format_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds >= size && seconds % size == 0 {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
+}
+
+fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Typed access to the variables; empty values count as unset, as in most shells' `.env` files.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    fn string(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.string(name) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|_| {
+                invalid(
+                    name,
+                    &value,
+                    &format!("not a valid {}", std::any::type_name::<T>()),
+                )
+            }),
+        }
+    }
+
+    fn positive<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + From<u8>,
+    {
+        match self.string(name) {
+            None => Ok(default),
+            Some(value) => match value.trim().parse::<T>() {
+                Ok(number) if number > T::from(0) => Ok(number),
+                _ => Err(invalid(name, &value, "must be a whole number above 0")),
+            },
+        }
+    }
+
+    fn duration_or_zero(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let value = self.string(name).unwrap_or_else(|| default.to_owned());
+        parse_duration(&value).ok_or_else(|| {
+            invalid(
+                name,
+                &value,
+                "must be a duration such as 30s, 15m, 12h or 30d",
+            )
+        })
+    }
+
+    fn duration(&self, name: &'static str, default: &str) -> Result<Duration, ConfigError> {
+        let duration = self.duration_or_zero(name, default)?;
+        if duration.is_zero() {
+            let value = self.string(name).unwrap_or_default();
+            return Err(invalid(name, &value, "must be longer than zero"));
+        }
+        Ok(duration)
+    }
+
+    fn url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.string(name) {
+            None => Ok(None),
+            Some(value)
+                if (value.starts_with("https://") || value.starts_with("http://"))
+                    && !value.contains(['?', '#']) =>
+            {
+                // RFC 8414 §2: the issuer has no query or fragment; a trailing slash would make
+                // `iss` differ from what clients compare it with.
+                Ok(Some(value.trim_end_matches('/').to_owned()))
+            }
+            Some(value) => Err(invalid(
+                name,
+                &value,
+                "must be an http:// or https:// URL with no query or fragment",
+            )),
+        }
+    }
+
+    fn kek_source(&self) -> Result<KekSource, ConfigError> {
+        let Some(list) = self.string("KEY_ENCRYPTION_KEY") else {
+            let path = self
+                .string("KEY_ENCRYPTION_KEY_FILE")
+                .unwrap_or_else(|| "keys/kek".to_owned());
+            return Ok(KekSource::File(PathBuf::from(path)));
+        };
+        let keys = parse_kek_list(&list).map_err(|reason| ConfigError::Invalid {
+            name: "KEY_ENCRYPTION_KEY",
+            // Never echo key material, even a malformed one.
+            value: "<redacted>".to_owned(),
+            reason,
+        })?;
+        Ok(KekSource::Environment(keys))
+    }
+}
+
+/// Parses a comma-separated list of base64 32-byte keys (SPEC §5).
+pub fn parse_kek_list(list: &str) -> Result<Vec<KeyEncryptionKey>, String> {
+    use base64::Engine as _;
+    let mut keys = Vec::new();
+    for (index, entry) in list.split(',').map(str::trim).enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(entry)
+            .map_err(|_| format!("entry {} is not standard base64", index + 1))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| {
+            format!(
+                "entry {} is {} bytes; it must be 32 random bytes in base64 (openssl rand -base64 32)",
+                index + 1,
+                bytes.len()
+            )
+        })?;
+        keys.push(SecretBox::new(Box::new(key)));
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn durations_take_the_four_units_and_nothing_else() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("12h"), Some(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(2_592_000)));
+        for bad in ["", "15", "m", "-5m", "1.5h", "5 m", "5w", "99999999999999999999d"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn zero_configuration_gives_the_documented_defaults() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.port, 8001);
+        assert_eq!(config.database_url, "sqlite://data/auth.db");
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.issuer_for_port(8001), "http://localhost:8001");
+        assert!(matches!(config.kek_source, KekSource::File(_)));
+    }
+
+    #[test]
+    fn the_old_database_variable_is_read_when_the_new_one_is_unset() {
+        let config = load(&[("DATABASE_ONE_URL", "postgres://db/x")]).unwrap();
+        assert_eq!(config.database_url, "postgres://db/x");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let message = load(&[("PORT", "abc")]).unwrap_err().to_string();
+        assert!(message.starts_with("PORT"), "{message}");
+        let message = load(&[("JWKS_MAX_AGE", "10m")]).unwrap_err().to_string();
+        assert!(message.contains("KEY_PUBLISH_AHEAD") && message.contains("JWKS_MAX_AGE"));
+        let message = load(&[("KEY_ENCRYPTION_KEY", "c2hvcnQ=")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("KEY_ENCRYPTION_KEY") && !message.contains("c2hvcnQ="));
+    }
+}

@@ -1,0 +1,198 @@
+//! Extractors that reject early, in our error format.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, header};
+use axum::http::request::Parts;
+use base64::Engine as _;
+
+use super::error::ApiError;
+use crate::clients::ClientCredentials;
+use crate::tokens::error::{OAuthError, OAuthErrorKind};
+
+/// `axum::Json` whose rejections are our error body: 415 for another content type, 400 for
+/// malformed JSON, 422 for missing or mistyped fields, 413 over the size limit.
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(AppJson(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                    "this endpoint takes application/json".to_owned(),
+                ),
+                JsonRejection::JsonSyntaxError(error) => {
+                    ApiError::bad_request(format!("malformed JSON: {}", error.body_text()))
+                }
+                JsonRejection::JsonDataError(error) => {
+                    ApiError::unprocessable(format!("invalid fields: {}", error.body_text()))
+                }
+                JsonRejection::BytesRejection(rejection) => bytes_rejection(&rejection),
+                other => ApiError::bad_request(other.body_text()),
+            }),
+        }
+    }
+}
+
+fn bytes_rejection(rejection: &BytesRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+/// A form body of an OAuth endpoint (RFC 6749 §3.2, appendix B): parameters once each, empty
+/// values treated as absent.
+pub struct OAuthForm {
+    pairs: Vec<(String, String)>,
+}
+
+impl OAuthForm {
+    /// The value of `name`; `None` when absent or empty (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(key, value)| key == name && !value.is_empty())
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("missing parameter: {name}")))
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for OAuthForm {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|mime| {
+                mime.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !is_form {
+            return Err(OAuthError::invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            )
+            .into());
+        }
+        let body = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| bytes_rejection(&rejection))?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|_| OAuthError::invalid_request("the form body is malformed"))?;
+        // RFC 6749 §3.2: parameters must not be included more than once.
+        for (index, (name, _)) in pairs.iter().enumerate() {
+            if pairs[..index].iter().any(|(earlier, _)| earlier == name) {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter given more than once: {name}"
+                ))
+                .into());
+            }
+        }
+        Ok(OAuthForm { pairs })
+    }
+}
+
+/// Client authentication as presented: HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1) or
+/// form fields (`client_secret_post`, or a public client's bare `client_id`). Using both is
+/// refused (RFC 6749 §2.3: one method per request).
+pub fn client_credentials(
+    headers: &HeaderMap,
+    form: &OAuthForm,
+) -> Result<ClientCredentials, OAuthError> {
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(parse_basic(value.as_bytes())?),
+    };
+    match (basic, form.get("client_id"), form.get("client_secret")) {
+        (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method, not Basic and client_secret both",
+        )),
+        (Some((id, _)), Some(form_id), None) if id != form_id => Err(OAuthError::invalid_request(
+            "client_id in the form differs from the one in the Authorization header",
+        )),
+        (Some((client_id, client_secret)), _, None) => Ok(ClientCredentials::Basic {
+            client_id,
+            client_secret,
+        }),
+        (None, Some(client_id), client_secret) => Ok(ClientCredentials::Form {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.map(str::to_owned),
+        }),
+        (None, None, Some(_)) => Err(OAuthError::invalid_request(
+            "client_secret was given without client_id",
+        )),
+        (None, None, None) => Ok(ClientCredentials::None),
+    }
+}
+
+fn parse_basic(value: &[u8]) -> Result<(String, String), OAuthError> {
+    let invalid = |description: &str| OAuthError {
+        basic_challenge: true,
+        ..OAuthError::new(OAuthErrorKind::InvalidClient, description)
+    };
+    let value = std::str::from_utf8(value).map_err(|_| invalid("malformed Authorization header"))?;
+    let (scheme, encoded) = value
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| invalid("malformed Authorization header"))?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(invalid("the token endpoint takes Basic client authentication"));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid("malformed Basic credentials"))?;
+    let decoded = String::from_utf8(decoded).map_err(|_| invalid("malformed Basic credentials"))?;
+    let (id, secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| invalid("malformed Basic credentials"))?;
+    // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    let unescape = |text: &str| -> Result<String, OAuthError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={text}"))
+            .map_err(|_| invalid("malformed Basic credentials"))?;
+        Ok(pairs.into_iter().next().map(|(_, v)| v).unwrap_or_default())
+    };
+    let id = unescape(id)?;
+    if id.is_empty() {
+        return Err(invalid("malformed Basic credentials"));
+    }
+    Ok((id, unescape(secret)?))
+}
+
+/// A bearer token from `Authorization: Bearer <token>` (RFC 6750 §2.1).
+pub struct BearerToken(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .ok_or(ApiError::MissingToken)?;
+        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingToken)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::MissingToken);
+        }
+        let token = token.trim();
+        if token.is_empty() {
+            return Err(ApiError::MissingToken);
+        }
+        Ok(BearerToken(token.to_owned()))
+    }
+}

@@ -1,0 +1,158 @@
+//! The HTTP edge: the router, its tower layers, error rendering and extractors. The only
+//! module that knows axum.
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+use error::ApiError;
+
+/// SPEC §5: bodies over 16 KiB get 413 everywhere.
+pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub struct RouterSettings {
+    pub cors_allowed_origins: Vec<String>,
+    pub request_timeout: Duration,
+}
+
+pub fn router(state: AppState, settings: &RouterSettings) -> Router {
+    // Tokens must never be cached by a proxy or browser (RFC 6749 §5.1).
+    let no_store = SetResponseHeaderLayer::overriding(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    let api = Router::new()
+        .route("/api/v1/auth/signup", post(routes::auth::signup))
+        .route("/api/v1/auth/signin", post(routes::auth::signin))
+        .route("/api/v1/auth/me", get(routes::auth::me))
+        .route("/token", post(routes::token::token))
+        .layer(no_store)
+        .layer(api_cors(&settings.cors_allowed_origins));
+    // Public documents any origin may read (SPEC §1).
+    let public = Router::new()
+        .route("/.well-known/jwks.json", get(routes::jwks::jwks))
+        .layer(CorsLayer::new().allow_origin(Any).allow_methods([Method::GET]));
+    let operations = Router::new()
+        .route("/", get(routes::root::root))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz));
+
+    Router::new()
+        .merge(api)
+        .merge(public)
+        .merge(operations)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                    let request_id = request
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+                }))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(middleware::from_fn(errors_as_json))
+                .layer(middleware::from_fn(reject_large_bodies))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    settings.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
+        )
+}
+
+fn api_cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// Refuses a declared oversized body before anything reads it; bodies without a length are cut
+/// at the same limit by `DefaultBodyLimit` in the extractors.
+async fn reject_large_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT_BYTES as u64) {
+        return ApiError::PayloadTooLarge.into_response();
+    }
+    next.run(request).await
+}
+
+/// Any error response that some layer produced without our body (a timeout, a rejection deep in
+/// a library) is rewritten into `{"error", "error_description"}`, so clients see one shape.
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::NOT_FOUND => ApiError::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("unsupported content type".to_owned())
+        }
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::REQUEST_TIMEOUT => ApiError::Busy {
+            retry_after: Duration::from_secs(1),
+        },
+        status if status.is_client_error() => ApiError::InvalidRequest {
+            status,
+            description: status
+                .canonical_reason()
+                .unwrap_or("bad request")
+                .to_owned(),
+        },
+        _ => ApiError::Internal,
+    };
+    let (parts, _) = response.into_parts();
+    let mut rewritten = error.into_response();
+    // Keep the original status and headers a layer set (Allow, Retry-After, request id).
+    *rewritten.status_mut() = parts.status;
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewritten
+}

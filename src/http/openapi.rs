@@ -1,0 +1,51 @@
+//! The OpenAPI document, generated from the handlers' annotations, and its interactive page.
+
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use super::error::ErrorBody;
+use super::routes::{auth, health, jwks, root, token};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "user-auth-service",
+        description = "OAuth2 / OpenID Connect token issuer. Tokens are RS256 JWTs that any service \
+                       verifies with the public keys at /.well-known/jwks.json."
+    ),
+    paths(
+        root::root,
+        auth::signup,
+        auth::signin,
+        auth::me,
+        token::token,
+        jwks::jwks,
+        health::healthz,
+        health::readyz,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "users", description = "The old service's API, kept compatible"),
+        (name = "oauth2", description = "OAuth 2.0 and OpenID Connect"),
+        (name = "operations", description = "Probes for orchestrators"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The old service's API, kept compatible: signup, signin and me (SPEC §2).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{AppJson, BearerToken};
+use crate::state::AppState;
+use crate::tokens::{InvalidToken, Subject};
+use crate::users::{self, User};
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct Credentials {
+    /// `user_name` is accepted too, as the old service spelled it.
+    #[serde(alias = "user_name")]
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    /// RFC 3339
+    pub created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(user: &User) -> Self {
+        UserView {
+            id: user.id,
+            username: user.username.clone(),
+            created_at: user
+                .created_at
+                .format(&Rfc3339)
+                .unwrap_or_else(|_| user.created_at.unix_timestamp().to_string()),
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SessionResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub user: UserView,
+    /// Same as `access_token`, for the old service's clients.
+    pub token: String,
+    /// Same as `user.id`, for the old service's clients.
+    pub user_id: Uuid,
+    /// Same as `user.username`, for the old service's clients.
+    pub user_name: String,
+}
+
+/// Creates a user and signs them in.
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "users", request_body = Credentials,
+    responses(
+        (status = 201, description = "User created and signed in", body = SessionResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 409, description = "`username_taken`", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: missing field or a broken username or password rule", body = ErrorBody),
+        (status = 503, description = "Password hasher saturated; see Retry-After", body = ErrorBody)))]
+pub async fn signup(
+    State(state): State<AppState>,
+    AppJson(credentials): AppJson<Credentials>,
+) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
+    let now = state.clock.now();
+    let user = users::sign_up(
+        &state.store,
+        &state.hasher,
+        &credentials.username,
+        &credentials.password,
+        now,
+    )
+    .await?;
+    let session = start_session(&state, &user, now).await?;
+    Ok((StatusCode::CREATED, Json(session)))
+}
+
+/// Signs a user in.
+#[utoipa::path(post, path = "/api/v1/auth/signin", tag = "users", request_body = Credentials,
+    responses(
+        (status = 200, description = "Signed in", body = SessionResponse),
+        (status = 401, description = "`invalid_credentials`: unknown user or wrong password, alike", body = ErrorBody),
+        (status = 403, description = "`account_disabled`, only after a correct password", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
+        (status = 422, description = "Missing or mistyped field", body = ErrorBody),
+        (status = 503, description = "Password hasher saturated; see Retry-After", body = ErrorBody)))]
+pub async fn signin(
+    State(state): State<AppState>,
+    AppJson(credentials): AppJson<Credentials>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let now = state.clock.now();
+    let user = users::authenticate(
+        &state.store,
+        &state.hasher,
+        &credentials.username,
+        &credentials.password,
+    )
+    .await?;
+    Ok(Json(start_session(&state, &user, now).await?))
+}
+
+/// Tokens for the first-party client, with all its scopes.
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    now: OffsetDateTime,
+) -> Result<SessionResponse, ApiError> {
+    let client = &state.first_party;
+    let issued = state
+        .tokens
+        .issue_for_user(
+            &state.store,
+            Subject {
+                user,
+                auth_time: now.unix_timestamp(),
+            },
+            &client.id,
+            &client.scopes,
+            now,
+        )
+        .await?;
+    let refresh_token = issued.refresh_token.ok_or(ApiError::Internal)?;
+    Ok(SessionResponse {
+        token: issued.access_token.clone(),
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        refresh_token,
+        user: UserView::from(user),
+        user_id: user.id,
+        user_name: user.username.clone(),
+    })
+}
+
+/// The signed-in user.
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user the token was issued to", body = UserView),
+        (status = 401, description = "No token, or a bad, expired or revoked one (see WWW-Authenticate)", body = ErrorBody),
+        (status = 403, description = "`insufficient_scope`: the token is not a user's", body = ErrorBody)))]
+pub async fn me(
+    State(state): State<AppState>,
+    BearerToken(token): BearerToken,
+) -> Result<Json<UserView>, ApiError> {
+    let claims = state
+        .tokens
+        .verify_access_token(&token, state.clock.now())
+        .await?;
+    // A token without a username is a client's own (client credentials): no user to show.
+    if claims.preferred_username.is_none() {
+        return Err(ApiError::InsufficientScope { scope: "profile" });
+    }
+    let id = Uuid::parse_str(&claims.sub)
+        .map_err(|_| ApiError::InsufficientScope { scope: "profile" })?;
+    let user = users::find(&state.store, id)
+        .await?
+        .filter(|user| !user.disabled)
+        .ok_or(ApiError::InvalidToken(InvalidToken::UserUnavailable))?;
+    Ok(Json(UserView::from(&user)))
+}

@@ -1,0 +1,55 @@
+//! Liveness and readiness probes.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Serialize;
+
+use crate::state::AppState;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HealthResponse {
+    pub status: &'static str,
+}
+
+/// 200 while the process lives.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is alive", body = HealthResponse)))]
+pub async fn healthz() -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok" })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReadinessResponse {
+    pub status: &'static str,
+    pub database: bool,
+    pub signing_key: bool,
+}
+
+/// 200 when the database answers and a signing key is loaded, else 503.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready to serve", body = ReadinessResponse),
+        (status = 503, description = "Not ready", body = ReadinessResponse)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessResponse>) {
+    let now = state.clock.now();
+    let database = state.store.ping().await;
+    let signing_key = match state.tokens.keys().load(now).await {
+        Ok(key_set) => key_set.signing_kid(now.unix_timestamp()).is_some(),
+        Err(_) => false,
+    };
+    let ready = database && signing_key;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(ReadinessResponse {
+            status: if ready { "ready" } else { "not_ready" },
+            database,
+            signing_key,
+        }),
+    )
+}

@@ -1,0 +1,123 @@
+//! `POST /token` (RFC 6749 §3.2): form in, tokens or an RFC 6749 §5.2 error out.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Serialize;
+
+use crate::clients::{self, GrantType};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{OAuthForm, client_credentials};
+use crate::state::AppState;
+use crate::tokens::IssuedTokens;
+use crate::tokens::error::{OAuthError, OAuthErrorKind};
+use crate::tokens::grants::password::{self, PasswordRequest};
+use crate::tokens::scope::Scope;
+
+/// The form of a token request, for the documentation; the handler reads it field by field.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    /// `password` (refresh_token and client_credentials come with registered clients)
+    grant_type: String,
+    username: Option<String>,
+    password: Option<String>,
+    /// Space-separated; defaults to every scope the client may have.
+    scope: Option<String>,
+    /// Absent: the built-in first-party public client.
+    client_id: Option<String>,
+    /// For `client_secret_post`.
+    client_secret: Option<String>,
+}
+
+/// RFC 6749 §5.1.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Present when the scope holds `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl From<IssuedTokens> for TokenResponse {
+    fn from(issued: IssuedTokens) -> Self {
+        TokenResponse {
+            access_token: issued.access_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: issued.scope.to_string(),
+            refresh_token: issued.refresh_token,
+            id_token: issued.id_token,
+        }
+    }
+}
+
+/// Exchanges a grant for tokens. Responses carry `Cache-Control: no-store`.
+#[utoipa::path(post, path = "/token", tag = "oauth2",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Tokens", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope` or `unauthorized_client`", body = ErrorBody),
+        (status = 401, description = "`invalid_client` (with `WWW-Authenticate: Basic` after Basic)", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`; see Retry-After", body = ErrorBody)))]
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let credentials = client_credentials(&headers, &form)?;
+    let grant_type = form.require("grant_type")?;
+    let grant = GrantType::parse(grant_type).ok_or_else(|| {
+        OAuthError::new(
+            OAuthErrorKind::UnsupportedGrantType,
+            format!("unsupported grant_type: {grant_type}"),
+        )
+    })?;
+    let client = clients::authenticate(credentials, &state.first_party)?;
+    let scope = form
+        .get("scope")
+        .map(Scope::parse)
+        .transpose()
+        .map_err(|error| OAuthError::new(OAuthErrorKind::InvalidScope, error.to_string()))?;
+    let now = state.clock.now();
+    let issued = match grant {
+        GrantType::Password => {
+            let request = PasswordRequest {
+                username: form.require("username")?,
+                password: form.require("password")?,
+                scope,
+            };
+            password::exchange(
+                &state.store,
+                &state.hasher,
+                &state.tokens,
+                &client,
+                request,
+                now,
+            )
+            .await?
+        }
+        GrantType::RefreshToken | GrantType::ClientCredentials if !client.allows(grant) => {
+            return Err(OAuthError::new(
+                OAuthErrorKind::UnauthorizedClient,
+                format!("this client may not use the {grant_type} grant"),
+            )
+            .into());
+        }
+        GrantType::RefreshToken | GrantType::ClientCredentials => {
+            return Err(OAuthError::new(
+                OAuthErrorKind::UnsupportedGrantType,
+                format!("the {grant_type} grant is not available yet"),
+            )
+            .into());
+        }
+    };
+    Ok(Json(issued.into()))
+}

@@ -1,0 +1,21 @@
+//! user-auth-service: an OAuth2 / OpenID Connect token issuer.
+//!
+//! People sign up and sign in with a username and password; OAuth2 clients use `/token`. The
+//! service signs RS256 JWTs and publishes its public keys at `/.well-known/jwks.json`, so every
+//! other service verifies tokens by itself with no shared secret.
+//!
+//! Layout: `http` is the only module that knows axum, `store` the only one that knows SQL; the
+//! domain modules (`users`, `clients`, `tokens`, `keys`) take the store, the key ring and `now`.
+
+pub mod cli;
+pub mod clients;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,195 @@
+//! Building the application (binds, so port 0 works and reports the real port) and running it
+//! with graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::clients::Client;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::http::{self, RouterSettings};
+use crate::keys::encryption::KeyEncryptionKeys;
+use crate::keys::kek::{self, KekError};
+use crate::keys::{KeyError, KeyRing, KeyRingSettings};
+use crate::state::AppState;
+use crate::store::{Store, StoreError};
+use crate::tokens::{TokenIssuer, TokenSettings};
+use crate::users::hashing::{HashError, PasswordHasher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    KeyEncryptionKey(#[from] KekError),
+    #[error("DATABASE_URL: {0}")]
+    Database(#[from] StoreError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("password hasher (ARGON2_*): {0}")]
+    Hasher(#[from] HashError),
+    #[error("HOST/PORT: cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: Store,
+    shutdown_timeout: Duration,
+}
+
+/// Connects to the database and applies the migrations (start-up and `migrate` share it).
+pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
+    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartupError> {
+        let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
+        let store = open_store(&config).await?;
+
+        let address = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| StartupError::Bind { address, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind { address, source })?
+            .port();
+        let issuer = config.issuer_for_port(port);
+
+        let keys = Arc::new(KeyRing::new(
+            store.clone(),
+            keks,
+            KeyRingSettings {
+                cache_ttl: config.key_cache_ttl,
+                jwks_max_age: config.jwks_max_age,
+                access_token_ttl: config.access_token_ttl,
+            },
+        ));
+        keys.ensure_ready(clock.now()).await?;
+
+        let argon2 = config.argon2;
+        let concurrency = config.password_hash_concurrency;
+        let queue_timeout = config.password_hash_queue_timeout;
+        let max_waiting = config.password_hash_max_waiting;
+        // Building the hasher computes one hash (the dummy for unknown users): keep it off the
+        // async threads like every other hash.
+        let hasher = tokio::task::spawn_blocking(move || {
+            PasswordHasher::new(argon2, concurrency, queue_timeout, max_waiting)
+        })
+        .await
+        .map_err(|error| HashError::Failed(error.to_string()))??;
+
+        let state = AppState {
+            store: store.clone(),
+            hasher: Arc::new(hasher),
+            tokens: Arc::new(TokenIssuer::new(
+                keys,
+                TokenSettings {
+                    audience: config.token_audience.clone().unwrap_or_else(|| issuer.clone()),
+                    issuer,
+                    access_token_ttl: config.access_token_ttl,
+                    refresh_token_ttl: config.refresh_token_ttl,
+                },
+            )),
+            first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
+            clock,
+            jwks_max_age: config.jwks_max_age,
+        };
+        let router = http::router(
+            state,
+            &RouterSettings {
+                cors_allowed_origins: config.cors_allowed_origins.clone(),
+                request_timeout: config.request_timeout,
+            },
+        );
+        Ok(Application {
+            listener,
+            router,
+            store,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish
+    /// for up to `SHUTDOWN_TIMEOUT`, and closes the database pool.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing requests in flight");
+            let _ = stopping_tx.send(());
+        };
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let deadline = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(self.shutdown_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = server => result,
+            () = deadline => {
+                tracing::warn!("shutdown timeout reached: dropping requests still in flight");
+                Ok(())
+            }
+        };
+        self.store.close().await;
+        result
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

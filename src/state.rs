@@ -1,0 +1,20 @@
+//! What every request handler shares: storage, keys, hasher, clock and settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clients::Client;
+use crate::clock::Clock;
+use crate::store::Store;
+use crate::tokens::TokenIssuer;
+use crate::users::hashing::PasswordHasher;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub hasher: Arc<PasswordHasher>,
+    pub tokens: Arc<TokenIssuer>,
+    pub first_party: Arc<Client>,
+    pub clock: Arc<dyn Clock>,
+    pub jwks_max_age: Duration,
+}

@@ -1,0 +1,123 @@
+//! The storage layer: the only module that speaks SQL.
+//!
+//! One type serves both backends. The backend is chosen once from the URL scheme; each query is
+//! written once, in SQL that both SQLite and PostgreSQL accept, and `on_pool!` runs it against
+//! whichever pool this is, so the two backends cannot drift apart query by query.
+
+mod keys;
+mod refresh_tokens;
+mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+
+pub use keys::{NewSigningKey, SigningKeyRow};
+pub use refresh_tokens::NewRefreshToken;
+pub use users::UserRow;
+
+/// Runs `$body` with `$pool` bound to the concrete pool of either backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Storage failures, classified once here so that the domain never inspects sqlx errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write: the thing already exists.
+    #[error("conflict with an existing row")]
+    Conflict,
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database URL: {0}")]
+    Url(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            _ => StoreError::Unavailable(error),
+        }
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:` or `postgres:`), creating a SQLite file and its folder if needed.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|error| StoreError::Url(error.to_string()))?
+                .create_if_missing(true)
+                // WAL lets readers go on while one writer writes; the busy timeout makes
+                // concurrent writers wait for each other instead of failing.
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            if let Some(folder) = options.get_filename().parent() {
+                create_folder(folder)?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await?;
+            Ok(Store::Sqlite(pool))
+        } else {
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// Applies the embedded migrations of this backend; already-applied ones are skipped.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(pool) => sqlx::migrate!("migrations/sqlite").run(pool).await?,
+            Store::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// True when the database answers a trivial query (readiness).
+    pub async fn ping(&self) -> bool {
+        on_pool!(self, pool => sqlx::query("select 1").execute(pool).await.is_ok())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await);
+    }
+}
+
+fn create_folder(folder: &Path) -> Result<(), StoreError> {
+    if folder.as_os_str().is_empty() || folder.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(folder).map_err(|error| {
+        StoreError::Url(format!(
+            "cannot create the database folder {}: {error}",
+            folder.display()
+        ))
+    })
+}

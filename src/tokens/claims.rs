@@ -1,0 +1,39 @@
+//! JWT claims of access tokens (RFC 9068) and ID tokens (OIDC Core §2). Every time claim is a
+//! whole number of seconds (SPEC §3): they are `i64`, never floats.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    pub preferred_username: String,
+}
+
+/// Serializes claims into the map josekit signs.
+pub fn to_map<T: Serialize>(claims: &T) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(claims) {
+        Ok(serde_json::Value::Object(map)) => map,
+        // The claim structs above are plain objects; nothing else reaches here.
+        _ => serde_json::Map::new(),
+    }
+}

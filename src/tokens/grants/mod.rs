@@ -1,0 +1,3 @@
+//! One module per grant type (RFC 6749 §4).
+
+pub mod password;

@@ -1,0 +1,74 @@
+//! Resource owner password credentials grant (RFC 6749 §4.3).
+
+use time::OffsetDateTime;
+
+use crate::clients::{Client, GrantType};
+use crate::store::Store;
+use crate::tokens::error::{OAuthError, OAuthErrorKind};
+use crate::tokens::scope::Scope;
+use crate::tokens::{IssuedTokens, Subject, TokenIssuer};
+use crate::users::hashing::{HashError, PasswordHasher};
+use crate::users::{self, UserError};
+
+pub struct PasswordRequest<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub scope: Option<Scope>,
+}
+
+pub async fn exchange(
+    store: &Store,
+    hasher: &PasswordHasher,
+    issuer: &TokenIssuer,
+    client: &Client,
+    request: PasswordRequest<'_>,
+    now: OffsetDateTime,
+) -> Result<IssuedTokens, OAuthError> {
+    if !client.allows(GrantType::Password) {
+        return Err(OAuthError::new(
+            OAuthErrorKind::UnauthorizedClient,
+            "this client may not use the password grant",
+        ));
+    }
+    let scope = client.grant_scope(request.scope)?;
+    let user = users::authenticate(store, hasher, request.username, request.password)
+        .await
+        .map_err(|error| match error {
+            UserError::InvalidCredentials
+            | UserError::InvalidUsername(_)
+            | UserError::InvalidPassword(_)
+            | UserError::UsernameTaken => OAuthError::new(
+                OAuthErrorKind::InvalidGrant,
+                "invalid username or password",
+            ),
+            UserError::Disabled => {
+                OAuthError::new(OAuthErrorKind::InvalidGrant, "the account is disabled")
+            }
+            UserError::Hashing(HashError::Busy { retry_after }) => OAuthError {
+                retry_after: Some(retry_after),
+                ..OAuthError::new(
+                    OAuthErrorKind::TemporarilyUnavailable,
+                    "the server is busy; retry shortly",
+                )
+            },
+            UserError::Hashing(HashError::Failed(reason)) => {
+                tracing::error!(%reason, "password verification failed");
+                OAuthError::server_error()
+            }
+            UserError::Store(error) => {
+                tracing::error!(%error, "database error during the password grant");
+                OAuthError::server_error()
+            }
+        })?;
+    let subject = Subject {
+        user: &user,
+        auth_time: now.unix_timestamp(),
+    };
+    issuer
+        .issue_for_user(store, subject, &client.id, &scope, now)
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "could not issue tokens");
+            OAuthError::server_error()
+        })
+}

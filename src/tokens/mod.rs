@@ -1,0 +1,228 @@
+//! Tokens: issuing access, refresh and ID tokens, and verifying our own access tokens.
+
+pub mod claims;
+pub mod error;
+pub mod grants;
+pub mod refresh;
+pub mod scope;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use josekit::jws::JwsVerifier;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::keys::{KeyError, KeyRing};
+use crate::store::{NewRefreshToken, Store, StoreError};
+use crate::users::User;
+use claims::{AccessClaims, IdClaims, to_map};
+use scope::Scope;
+
+/// SPEC §5: this service accepts its own tokens with at most 30 s of clock leeway.
+pub const CLOCK_LEEWAY_SECONDS: i64 = 30;
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+}
+
+/// What a successful grant hands the client (RFC 6749 §5.1).
+#[derive(Debug)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub scope: Scope,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("random generator failed: {0}")]
+    Random(#[from] openssl::error::ErrorStack),
+}
+
+/// Why an access token was refused; shown to the client as `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidToken {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is not an access token of this service")]
+    WrongType,
+    #[error("the token's signing key is unknown")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token was issued for another issuer or audience")]
+    WrongIssuerOrAudience,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token's user no longer exists or is disabled")]
+    UserUnavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidToken),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+/// Issues and verifies tokens with the key ring.
+pub struct TokenIssuer {
+    keys: Arc<KeyRing>,
+    settings: TokenSettings,
+}
+
+/// The user a grant is for, and when they proved who they are (OIDC `auth_time`).
+pub struct Subject<'a> {
+    pub user: &'a User,
+    pub auth_time: i64,
+}
+
+impl TokenIssuer {
+    pub fn new(keys: Arc<KeyRing>, settings: TokenSettings) -> Self {
+        TokenIssuer { keys, settings }
+    }
+
+    pub fn settings(&self) -> &TokenSettings {
+        &self.settings
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Issues an access token, a refresh token (stored as a hash, starting a new family) and,
+    /// when the scope holds `openid`, an ID token whose audience is the client.
+    pub async fn issue_for_user(
+        &self,
+        store: &Store,
+        subject: Subject<'_>,
+        client_id: &str,
+        scope: &Scope,
+        now: OffsetDateTime,
+    ) -> Result<IssuedTokens, IssueError> {
+        let user = subject.user;
+        let access_token = self
+            .sign_access_token(&user.id.to_string(), Some(&user.username), client_id, scope, now)
+            .await?;
+        let refresh = refresh::generate()?;
+        let issued_at = now.unix_timestamp();
+        store
+            .insert_refresh_token(&NewRefreshToken {
+                id: Uuid::new_v4(),
+                token_hash: refresh.hash,
+                family_id: Uuid::new_v4(),
+                user_id: user.id,
+                client_id: client_id.to_owned(),
+                scope: scope.to_string(),
+                auth_time: subject.auth_time,
+                issued_at,
+                expires_at: issued_at.saturating_add(seconds(self.settings.refresh_token_ttl)),
+            })
+            .await?;
+        let id_token = if scope.contains("openid") {
+            let claims = IdClaims {
+                iss: self.settings.issuer.clone(),
+                sub: user.id.to_string(),
+                aud: client_id.to_owned(),
+                exp: issued_at.saturating_add(seconds(self.settings.access_token_ttl)),
+                iat: issued_at,
+                auth_time: subject.auth_time,
+                preferred_username: user.username.clone(),
+            };
+            Some(self.keys.sign(to_map(&claims), "JWT", now).await?)
+        } else {
+            None
+        };
+        Ok(IssuedTokens {
+            access_token,
+            expires_in: self.settings.access_token_ttl.as_secs(),
+            scope: scope.clone(),
+            refresh_token: Some(refresh.token.to_string()),
+            id_token,
+        })
+    }
+
+    /// RFC 9068 access token: `typ` `at+jwt`, whole-second time claims, a fresh `jti`.
+    async fn sign_access_token(
+        &self,
+        subject: &str,
+        username: Option<&str>,
+        client_id: &str,
+        scope: &Scope,
+        now: OffsetDateTime,
+    ) -> Result<String, KeyError> {
+        let issued_at = now.unix_timestamp();
+        let claims = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: subject.to_owned(),
+            aud: self.settings.audience.clone(),
+            exp: issued_at.saturating_add(seconds(self.settings.access_token_ttl)),
+            iat: issued_at,
+            nbf: issued_at,
+            jti: Uuid::new_v4().to_string(),
+            client_id: client_id.to_owned(),
+            scope: scope.to_string(),
+            preferred_username: username.map(str::to_owned),
+        };
+        self.keys.sign(to_map(&claims), "at+jwt", now).await
+    }
+
+    /// Verifies one of our access tokens: RS256 with a known, unrevoked key, `typ` `at+jwt`
+    /// (RFC 9068 §4), our issuer and audience, and the time claims within the leeway.
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<AccessClaims, VerifyError> {
+        let header = josekit::jwt::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
+        let typ = header.claim("typ").and_then(|value| value.as_str());
+        if !typ.is_some_and(|typ| {
+            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+        }) {
+            return Err(InvalidToken::WrongType.into());
+        }
+        if header.claim("alg").and_then(|value| value.as_str()) != Some("RS256") {
+            return Err(InvalidToken::BadSignature.into());
+        }
+        let kid = header
+            .claim("kid")
+            .and_then(|value| value.as_str())
+            .ok_or(InvalidToken::UnknownKey)?;
+        let key_set = self.keys.load(now).await?;
+        let verifier = key_set.verifier(kid).ok_or(InvalidToken::UnknownKey)?;
+        let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier as &dyn JwsVerifier)
+            .map_err(|_| InvalidToken::BadSignature)?;
+        let claims: AccessClaims =
+            serde_json::from_value(serde_json::Value::Object(payload.claims_set().clone()))
+                .map_err(|_| InvalidToken::Malformed)?;
+        if claims.iss != self.settings.issuer || claims.aud != self.settings.audience {
+            return Err(InvalidToken::WrongIssuerOrAudience.into());
+        }
+        let now = now.unix_timestamp();
+        if claims.exp <= now - CLOCK_LEEWAY_SECONDS {
+            return Err(InvalidToken::Expired.into());
+        }
+        if claims.nbf > now + CLOCK_LEEWAY_SECONDS || claims.iat > now + CLOCK_LEEWAY_SECONDS {
+            return Err(InvalidToken::NotYetValid.into());
+        }
+        Ok(claims)
+    }
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,127 @@
+//! Users: signup and sign-in, in domain terms (no HTTP, no SQL).
+
+pub mod hashing;
+pub mod password;
+pub mod username;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::store::{Store, StoreError, UserRow};
+use hashing::{HashError, PasswordHasher};
+use password::{Password, PasswordError};
+use username::{Username, UsernameError};
+
+/// A user as the rest of the service sees it: never with its password hash.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub created_at: OffsetDateTime,
+    pub disabled: bool,
+}
+
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> Self {
+        User {
+            id: row.id,
+            username: row.username,
+            created_at: OffsetDateTime::from_unix_timestamp(row.created_at)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            disabled: row.disabled_at.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error(transparent)]
+    InvalidUsername(#[from] UsernameError),
+    #[error(transparent)]
+    InvalidPassword(#[from] PasswordError),
+    #[error("username is already taken")]
+    UsernameTaken,
+    /// Unknown user or wrong password: deliberately one case.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Only ever returned after the correct password.
+    #[error("account is disabled")]
+    Disabled,
+    #[error(transparent)]
+    Hashing(#[from] HashError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates a user. The unique constraint on the username key decides races: of many concurrent
+/// signups of one name exactly one succeeds.
+pub async fn sign_up(
+    store: &Store,
+    hasher: &PasswordHasher,
+    raw_username: &str,
+    raw_password: &str,
+    now: OffsetDateTime,
+) -> Result<User, UserError> {
+    let username = Username::parse(raw_username)?;
+    let password = Password::new_for(raw_password, username.as_str())?;
+    // A cheap check first spares a hash for the common case of a taken name; the constraint
+    // below still decides the race.
+    if store.username_key_exists(username.key()).await? {
+        return Err(UserError::UsernameTaken);
+    }
+    let password_hash = hasher.hash(password).await?;
+    let row = UserRow {
+        id: Uuid::new_v4(),
+        username: username.as_str().to_owned(),
+        password_hash,
+        created_at: now.unix_timestamp(),
+        disabled_at: None,
+    };
+    match store.insert_user(&row, username.key()).await {
+        Ok(()) => Ok(row.into()),
+        Err(StoreError::Conflict) => Err(UserError::UsernameTaken),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Checks a username and password. Unknown users, usernames that break the signup rules and
+/// wrong passwords all cost one hash and give `InvalidCredentials`; `Disabled` is told only to
+/// someone who knows the password.
+pub async fn authenticate(
+    store: &Store,
+    hasher: &PasswordHasher,
+    raw_username: &str,
+    raw_password: &str,
+) -> Result<User, UserError> {
+    let password = Password::normalize(raw_password);
+    let row = store
+        .user_by_key(&username::comparison_key(raw_username))
+        .await?;
+    let verification = hasher
+        .verify(password, row.as_ref().map(|row| row.password_hash.clone()))
+        .await?;
+    let Some(row) = row.filter(|_| verification.matches) else {
+        return Err(UserError::InvalidCredentials);
+    };
+    if row.disabled_at.is_some() {
+        return Err(UserError::Disabled);
+    }
+    if verification.needs_rehash {
+        // Parameters changed since this hash was made (SPEC §4). A failure here must not fail
+        // the sign-in: the old hash still works.
+        let password = Password::normalize(raw_password);
+        match hasher.hash(password).await {
+            Ok(hash) => {
+                if let Err(error) = store.update_password_hash(row.id, &hash).await {
+                    tracing::warn!(%error, "could not store the re-hashed password");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "could not re-hash the password"),
+        }
+    }
+    Ok(row.into())
+}
+
+pub async fn find(store: &Store, id: Uuid) -> Result<Option<User>, UserError> {
+    Ok(store.user_by_id(id).await?.map(User::from))
+}

@@ -1,0 +1,97 @@
+//! Usernames (SPEC §4, §5): trimmed, NFKC, 3 to 64 characters of letters of any script, digits
+//! and `. _ - @ +`; two usernames are one user when they match after NFKC and full case folding.
+
+use unicode_normalization::UnicodeNormalization as _;
+
+pub const MIN_CHARS: usize = 3;
+pub const MAX_CHARS: usize = 64;
+
+/// A username that follows the rules, kept as typed (after NFKC) for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    display: String,
+    key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsernameError {
+    #[error("username must be {MIN_CHARS} to {MAX_CHARS} characters long")]
+    Length,
+    #[error("username may contain only letters, digits and . _ - @ +")]
+    Characters,
+}
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Username, UsernameError> {
+        let display: String = raw.trim().nfkc().collect();
+        let length = display.chars().count();
+        if !(MIN_CHARS..=MAX_CHARS).contains(&length) {
+            return Err(UsernameError::Length);
+        }
+        if !display.chars().all(is_allowed) {
+            return Err(UsernameError::Characters);
+        }
+        let key = comparison_key(&display);
+        Ok(Username { display, key })
+    }
+
+    /// As the user typed it (NFKC-normalized and trimmed).
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The form two usernames are compared in; unique in the database.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Letters of any script (including combining marks that belong to them) and digits.
+fn is_allowed(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+') || is_combining_mark(c)
+}
+
+fn is_combining_mark(c: char) -> bool {
+    unicode_normalization::char::is_combining_mark(c)
+}
+
+/// NFKC_Casefold in spirit: normalize, fold case fully (`ß` → `ss`), normalize again, since
+/// folding can produce sequences that are no longer in NFKC.
+pub fn comparison_key(text: &str) -> String {
+    let normalized: String = text.trim().nfkc().collect();
+    let folded = caseless::default_case_fold_str(&normalized);
+    folded.nfkc().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn case_and_compatibility_variants_are_one_user() {
+        let a = Username::parse("Straße").unwrap();
+        let b = Username::parse("STRASSE").unwrap();
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.as_str(), "Straße");
+        // Fullwidth letters are NFKC-equivalent to ASCII ones.
+        assert_eq!(Username::parse("ａｌｉｃｅ").unwrap().key(), "alice");
+    }
+
+    #[test]
+    fn letters_of_any_script_digits_and_five_symbols_are_allowed() {
+        for ok in ["alice", "  bob  ", "Ölçek", "наташа", "山田太郎", "a.b_c-d@e+f", "user42"] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a b", "bob!", "semi;colon", "tab\tname", "emoji😀"] {
+            assert_eq!(Username::parse(bad), Err(UsernameError::Characters), "{bad}");
+        }
+    }
+
+    #[test]
+    fn length_counts_characters_after_trimming() {
+        assert_eq!(Username::parse("  ab  "), Err(UsernameError::Length));
+        assert!(Username::parse(&"é".repeat(64)).is_ok());
+        assert_eq!(Username::parse(&"a".repeat(65)), Err(UsernameError::Length));
+    }
+}
