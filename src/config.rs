@@ -116,7 +116,11 @@ impl Config {
             ));
         }
 
-        let access_minutes: u64 = vars.parse("ACCESS_TOKEN_EXPIRE_MINUTES", 15)?;
+        let access_minutes: u64 = vars.parse(
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            15,
+            "a whole number of minutes above 0",
+        )?;
         if access_minutes == 0 {
             return Err(invalid(
                 "ACCESS_TOKEN_EXPIRE_MINUTES",
@@ -126,8 +130,12 @@ impl Config {
         }
 
         let config = Config {
-            host: vars.parse("HOST", IpAddr::from([0, 0, 0, 0]))?,
-            port: vars.parse("PORT", 8001)?,
+            host: vars.parse(
+                "HOST",
+                IpAddr::from([0, 0, 0, 0]),
+                "an IP address such as 0.0.0.0 or ::1",
+            )?,
+            port: vars.parse("PORT", 8001, "a port number from 0 to 65535")?,
             database_url,
             database_max_connections: vars.positive("DATABASE_MAX_CONNECTIONS", 10)?,
             cors_allowed_origins: vars
@@ -229,7 +237,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 pub fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if seconds >= size && seconds % size == 0 {
+        if seconds >= size && seconds.is_multiple_of(size) {
             return format!("{}{unit}", seconds / size);
         }
     }
@@ -252,16 +260,18 @@ impl Vars<'_> {
         (self.0)(name).filter(|value| !value.trim().is_empty())
     }
 
-    fn parse<T: std::str::FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+    fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
         match self.string(name) {
             None => Ok(default),
-            Some(value) => value.trim().parse().map_err(|_| {
-                invalid(
-                    name,
-                    &value,
-                    &format!("not a valid {}", std::any::type_name::<T>()),
-                )
-            }),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(name, &value, &format!("must be {expected}"))),
         }
     }
 
@@ -399,7 +409,7 @@ mod tests {
     fn errors_name_the_variable() {
         let message = load(&[("PORT", "abc")]).unwrap_err().to_string();
         assert!(message.starts_with("PORT"), "{message}");
-        let message = load(&[("JWKS_MAX_AGE", "10m")]).unwrap_err().to_string();
+        let message = load(&[("JWKS_MAX_AGE", "2h")]).unwrap_err().to_string();
         assert!(message.contains("KEY_PUBLISH_AHEAD") && message.contains("JWKS_MAX_AGE"));
         let message = load(&[("KEY_ENCRYPTION_KEY", "c2hvcnQ=")])
             .unwrap_err()

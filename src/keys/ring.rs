@@ -28,9 +28,9 @@ pub enum KeyError {
     #[error("no signing key is active")]
     NoActiveKey,
     #[error(
-        "KEY_ENCRYPTION_KEY does not decrypt the signing key {kid} stored in the database; \
-         configure the key (or the list of keys) the database was set up with. The key set is \
-         never replaced on its own"
+        "KEY_ENCRYPTION_KEY (or, when it is unset, the keys/kek file) does not decrypt the \
+         signing key {kid} stored in the database; configure the key, or the list of keys, the \
+         database was set up with. The key set is never replaced on its own"
     )]
     WrongKeyEncryptionKey { kid: String },
     #[error("signing key {kid} is unusable: {reason}")]
