@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "user-auth-service", version, about = "OAuth2 / OpenID Connect token issuer")]
+#[command(
+    name = "user-auth-service",
+    version,
+    about = "OAuth2 / OpenID Connect token issuer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

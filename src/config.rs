@@ -230,7 +230,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "d" => 86_400,
         _ => return None,
     };
-    number.checked_mul(seconds_per_unit).map(Duration::from_secs)
+    number
+        .checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
 }
 
 /// Writes a duration in the largest unit that divides it, as operators write them.
@@ -384,7 +386,16 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
         assert_eq!(parse_duration("12h"), Some(Duration::from_secs(43_200)));
         assert_eq!(parse_duration("30d"), Some(Duration::from_secs(2_592_000)));
-        for bad in ["", "15", "m", "-5m", "1.5h", "5 m", "5w", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "15",
+            "m",
+            "-5m",
+            "1.5h",
+            "5 m",
+            "5w",
+            "99999999999999999999d",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

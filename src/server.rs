@@ -102,7 +102,10 @@ impl Application {
             tokens: Arc::new(TokenIssuer::new(
                 keys,
                 TokenSettings {
-                    audience: config.token_audience.clone().unwrap_or_else(|| issuer.clone()),
+                    audience: config
+                        .token_audience
+                        .clone()
+                        .unwrap_or_else(|| issuer.clone()),
                     issuer,
                     access_token_ttl: config.access_token_ttl,
                     refresh_token_ttl: config.refresh_token_ttl,

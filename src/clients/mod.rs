@@ -56,7 +56,8 @@ impl Client {
             Some(scope) if scope.is_empty() => Ok(self.scopes.clone()),
             Some(scope) if scope.is_subset_of(&self.scopes) => Ok(scope),
             Some(scope) => {
-                let refused: Vec<&str> = scope.iter().filter(|t| !self.scopes.contains(t)).collect();
+                let refused: Vec<&str> =
+                    scope.iter().filter(|t| !self.scopes.contains(t)).collect();
                 Err(OAuthError::new(
                     OAuthErrorKind::InvalidScope,
                     format!("this client may not ask for: {}", refused.join(" ")),

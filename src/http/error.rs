@@ -143,7 +143,9 @@ impl IntoResponse for ApiError {
             ApiError::InsufficientScope { scope } => Some(format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
             )),
-            ApiError::OAuth(error) if error.basic_challenge && status == StatusCode::UNAUTHORIZED => {
+            ApiError::OAuth(error)
+                if error.basic_challenge && status == StatusCode::UNAUTHORIZED =>
+            {
                 Some("Basic realm=\"user-auth-service\", charset=\"UTF-8\"".to_owned())
             }
             _ => None,

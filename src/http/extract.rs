@@ -2,8 +2,8 @@
 
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderMap, header};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 
 use super::error::ApiError;
@@ -16,14 +16,20 @@ pub struct AppJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for AppJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(AppJson(value)),
+        match axum::Json::<serde_json::Value>::from_request(request, state).await {
+            // serde would fill a struct from an array by position; our bodies are objects.
+            Ok(axum::Json(value)) if !value.is_object() => {
+                Err(ApiError::unprocessable("the body must be a JSON object"))
+            }
+            Ok(axum::Json(value)) => serde_json::from_value(value)
+                .map(AppJson)
+                .map_err(|error| ApiError::unprocessable(format!("invalid fields: {error}"))),
             Err(rejection) => Err(match rejection {
                 JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
                     "this endpoint takes application/json".to_owned(),
@@ -145,13 +151,16 @@ fn parse_basic(value: &[u8]) -> Result<(String, String), OAuthError> {
         basic_challenge: true,
         ..OAuthError::new(OAuthErrorKind::InvalidClient, description)
     };
-    let value = std::str::from_utf8(value).map_err(|_| invalid("malformed Authorization header"))?;
+    let value =
+        std::str::from_utf8(value).map_err(|_| invalid("malformed Authorization header"))?;
     let (scheme, encoded) = value
         .trim()
         .split_once(' ')
         .ok_or_else(|| invalid("malformed Authorization header"))?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(invalid("the token endpoint takes Basic client authentication"));
+        return Err(invalid(
+            "the token endpoint takes Basic client authentication",
+        ));
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())

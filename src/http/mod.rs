@@ -15,7 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -47,12 +47,8 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         .route("/api/v1/auth/signin", post(routes::auth::signin))
         .route("/api/v1/auth/me", get(routes::auth::me))
         .route("/token", post(routes::token::token))
-        .layer(no_store)
-        .layer(api_cors(&settings.cors_allowed_origins));
-    // Public documents any origin may read (SPEC §1).
-    let public = Router::new()
-        .route("/.well-known/jwks.json", get(routes::jwks::jwks))
-        .layer(CorsLayer::new().allow_origin(Any).allow_methods([Method::GET]));
+        .layer(no_store);
+    let public = Router::new().route("/.well-known/jwks.json", get(routes::jwks::jwks));
     let operations = Router::new()
         .route("/", get(routes::root::root))
         .route("/healthz", get(routes::health::healthz))
@@ -78,6 +74,8 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
                     tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
                 }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Before routing, so that preflights are answered for every route.
+                .layer(cors(&settings.cors_allowed_origins))
                 .layer(middleware::from_fn(errors_as_json))
                 .layer(middleware::from_fn(reject_large_bodies))
                 .layer(TimeoutLayer::with_status_code(
@@ -88,13 +86,17 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         )
 }
 
-fn api_cors(origins: &[String]) -> CorsLayer {
+/// The API answers the configured browser origins only; the public documents (JWKS, discovery)
+/// are open to every origin (SPEC §1).
+fn cors(origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins
         .iter()
         .filter_map(|origin| HeaderValue::from_str(origin).ok())
         .collect();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin, request| {
+            request.uri.path().starts_with("/.well-known/") || origins.contains(origin)
+        }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }

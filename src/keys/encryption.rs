@@ -95,16 +95,27 @@ mod tests {
         let old = KeyEncryptionKeys::new(vec![kek(1)]);
         let stored = old.encrypt(b"private", "kid-1").unwrap();
         let rotated = KeyEncryptionKeys::new(vec![kek(2), kek(1)]);
-        assert_eq!(rotated.decrypt(&stored, "kid-1").unwrap().as_slice(), b"private");
+        assert_eq!(
+            rotated.decrypt(&stored, "kid-1").unwrap().as_slice(),
+            b"private"
+        );
         let fresh = rotated.encrypt(b"private", "kid-1").unwrap();
-        assert!(KeyEncryptionKeys::new(vec![kek(2)]).decrypt(&fresh, "kid-1").is_ok());
+        assert!(
+            KeyEncryptionKeys::new(vec![kek(2)])
+                .decrypt(&fresh, "kid-1")
+                .is_ok()
+        );
     }
 
     #[test]
     fn a_wrong_key_or_a_moved_ciphertext_does_not_decrypt() {
         let keys = KeyEncryptionKeys::new(vec![kek(1)]);
         let stored = keys.encrypt(b"private", "kid-1").unwrap();
-        assert!(KeyEncryptionKeys::new(vec![kek(9)]).decrypt(&stored, "kid-1").is_err());
+        assert!(
+            KeyEncryptionKeys::new(vec![kek(9)])
+                .decrypt(&stored, "kid-1")
+                .is_err()
+        );
         assert!(keys.decrypt(&stored, "kid-2").is_err());
         assert!(keys.decrypt(&stored[..10], "kid-1").is_err());
     }

@@ -67,7 +67,11 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    fn build(rows: Vec<SigningKeyRow>, now: i64, settings: &KeyRingSettings) -> Result<Self, KeyError> {
+    fn build(
+        rows: Vec<SigningKeyRow>,
+        now: i64,
+        settings: &KeyRingSettings,
+    ) -> Result<Self, KeyError> {
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let unusable = |reason: String| KeyError::Unusable {
@@ -130,7 +134,10 @@ fn render_jwks(entries: &[KeyEntry], now: i64, settings: &KeyRingSettings) -> Jw
         .max_by_key(|entry| (entry.row.signs_from, entry.row.generation))
         .map(|entry| entry.row.kid.as_str());
     let mut published: Vec<&PublicJwk> = Vec::new();
-    if let Some(entry) = entries.iter().find(|entry| Some(entry.row.kid.as_str()) == signing) {
+    if let Some(entry) = entries
+        .iter()
+        .find(|entry| Some(entry.row.kid.as_str()) == signing)
+    {
         published.push(&entry.public);
     }
     for entry in entries {
@@ -138,9 +145,7 @@ fn render_jwks(entries: &[KeyEntry], now: i64, settings: &KeyRingSettings) -> Jw
             .row
             .signs_until
             .is_none_or(|until| now < until.saturating_add(linger));
-        if entry.row.revoked_at.is_none()
-            && still_useful
-            && Some(entry.row.kid.as_str()) != signing
+        if entry.row.revoked_at.is_none() && still_useful && Some(entry.row.kid.as_str()) != signing
         {
             published.push(&entry.public);
         }
@@ -200,7 +205,12 @@ impl KeyRing {
 
     /// Generates, encrypts and stores a key of `generation`. A unique-constraint conflict means
     /// another process made that generation first: theirs is kept, and that is success.
-    async fn create_key(&self, generation: i64, signs_from: i64, now: OffsetDateTime) -> Result<(), KeyError> {
+    async fn create_key(
+        &self,
+        generation: i64,
+        signs_from: i64,
+        now: OffsetDateTime,
+    ) -> Result<(), KeyError> {
         let generated = tokio::task::spawn_blocking(material::generate)
             .await
             .map_err(|error| KeyError::Generation(error.to_string()))?
@@ -271,13 +281,18 @@ impl KeyRing {
                     reason: stack.to_string(),
                 },
             })?;
-        let mut signer = RS256.signer_from_der(der.as_slice()).map_err(|error| KeyError::Unusable {
-            kid: kid.to_owned(),
-            reason: error.to_string(),
-        })?;
+        let mut signer =
+            RS256
+                .signer_from_der(der.as_slice())
+                .map_err(|error| KeyError::Unusable {
+                    kid: kid.to_owned(),
+                    reason: error.to_string(),
+                })?;
         signer.set_key_id(kid);
         let signer = Arc::new(signer);
-        self.signers.insert(kid.to_owned(), Arc::clone(&signer)).await;
+        self.signers
+            .insert(kid.to_owned(), Arc::clone(&signer))
+            .await;
         Ok(signer)
     }
 

@@ -56,6 +56,9 @@ impl OAuthError {
 
     /// A server-side failure; the detail is logged by the caller, never sent.
     pub fn server_error() -> Self {
-        Self::new(OAuthErrorKind::ServerError, "the server could not complete the request")
+        Self::new(
+            OAuthErrorKind::ServerError,
+            "the server could not complete the request",
+        )
     }
 }

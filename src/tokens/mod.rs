@@ -116,7 +116,13 @@ impl TokenIssuer {
     ) -> Result<IssuedTokens, IssueError> {
         let user = subject.user;
         let access_token = self
-            .sign_access_token(&user.id.to_string(), Some(&user.username), client_id, scope, now)
+            .sign_access_token(
+                &user.id.to_string(),
+                Some(&user.username),
+                client_id,
+                scope,
+                now,
+            )
             .await?;
         let refresh = refresh::generate()?;
         let issued_at = now.unix_timestamp();

@@ -94,9 +94,12 @@ pub async fn authenticate(
     raw_password: &str,
 ) -> Result<User, UserError> {
     let password = Password::normalize(raw_password);
-    let row = store
-        .user_by_key(&username::comparison_key(raw_username))
-        .await?;
+    // A username that breaks the rules cannot exist; it still costs a hash below, and never
+    // reaches the database (PostgreSQL refuses some characters such as NUL).
+    let row = match Username::parse(raw_username) {
+        Ok(username) => store.user_by_key(username.key()).await?,
+        Err(_) => None,
+    };
     let verification = hasher
         .verify(password, row.as_ref().map(|row| row.password_hash.clone()))
         .await?;

@@ -64,11 +64,17 @@ mod tests {
     fn common_and_short_passwords_are_refused() {
         for weak in ["password123", "qwertyuiop", "11111111", "letmein1"] {
             assert!(
-                matches!(Password::new_for(weak, "alice"), Err(PasswordError::Guessable(_))),
+                matches!(
+                    Password::new_for(weak, "alice"),
+                    Err(PasswordError::Guessable(_))
+                ),
                 "{weak}"
             );
         }
-        assert_eq!(Password::new_for("Ab1!", "alice").err(), Some(PasswordError::Length));
+        assert_eq!(
+            Password::new_for("Ab1!", "alice").err(),
+            Some(PasswordError::Length)
+        );
         assert_eq!(
             Password::new_for(&"x".repeat(129), "alice").err(),
             Some(PasswordError::Length)

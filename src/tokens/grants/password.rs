@@ -37,10 +37,9 @@ pub async fn exchange(
             UserError::InvalidCredentials
             | UserError::InvalidUsername(_)
             | UserError::InvalidPassword(_)
-            | UserError::UsernameTaken => OAuthError::new(
-                OAuthErrorKind::InvalidGrant,
-                "invalid username or password",
-            ),
+            | UserError::UsernameTaken => {
+                OAuthError::new(OAuthErrorKind::InvalidGrant, "invalid username or password")
+            }
             UserError::Disabled => {
                 OAuthError::new(OAuthErrorKind::InvalidGrant, "the account is disabled")
             }

@@ -1,0 +1,531 @@
+//! Shared test scaffolding: a running application on a fresh database, plus small helpers for
+//! requests, error bodies and token verification.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, TokenData, Validation};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use user_auth_service::config::Config;
+use user_auth_service::server::Application;
+use uuid::Uuid;
+
+/// The first-party public client every request without a client is served as (SPEC §5).
+pub const FIRST_PARTY_CLIENT_ID: &str = "user-auth-service";
+
+/// A database that lives as long as any `TestApp` (or test) holds it.
+pub struct TestDatabase {
+    pub url: String,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+    /// For PostgreSQL: the server URL to connect to when dropping the database, and its name.
+    postgres_admin: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    /// A fresh, empty database: a SQLite file in a temporary directory by default, or a new
+    /// PostgreSQL database when `TEST_DATABASE_URL` names a PostgreSQL server.
+    pub async fn create() -> Arc<TestDatabase> {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(Self::create_postgres(&url).await)
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let url = format!("sqlite://{}/auth.db", dir.path().display());
+                Arc::new(TestDatabase {
+                    url,
+                    _dir: Some(dir),
+                    postgres_admin: None,
+                })
+            }
+        }
+    }
+
+    async fn create_postgres(admin_url: &str) -> TestDatabase {
+        use sqlx::{Connection as _, Executor as _};
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        let mut conn = match sqlx::PgConnection::connect(admin_url).await {
+            Ok(conn) => conn,
+            // The database named in TEST_DATABASE_URL may not exist: the server's own does.
+            Err(_) => sqlx::PgConnection::connect(&replace_database(admin_url, "postgres"))
+                .await
+                .expect("connect to the PostgreSQL server named by TEST_DATABASE_URL"),
+        };
+        conn.execute(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
+            .await
+            .expect("create a test database");
+        conn.close().await.ok();
+        TestDatabase {
+            url: replace_database(admin_url, &name),
+            _dir: None,
+            postgres_admin: Some((admin_url.to_owned(), name)),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Best effort: drop the PostgreSQL database on a thread of its own, since a destructor
+        // cannot await. A database left behind is harmless.
+        let Some((admin_url, name)) = self.postgres_admin.take() else {
+            return;
+        };
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::{Connection as _, Executor as _};
+                let connect = async {
+                    match sqlx::PgConnection::connect(&admin_url).await {
+                        Ok(conn) => Some(conn),
+                        Err(_) => {
+                            sqlx::PgConnection::connect(&replace_database(&admin_url, "postgres"))
+                                .await
+                                .ok()
+                        }
+                    }
+                };
+                if let Ok(Some(mut conn)) =
+                    tokio::time::timeout(Duration::from_secs(5), connect).await
+                {
+                    let drop_it = conn.execute(sqlx::AssertSqlSafe(format!(
+                        r#"drop database if exists "{name}" with (force)"#
+                    )));
+                    let _ = tokio::time::timeout(Duration::from_secs(10), drop_it).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// `postgres://user@host:port/old?opts` with the database name replaced.
+fn replace_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let (authority, path_and_query) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let query = path_and_query
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+/// 32 random bytes, standard base64: a key encryption key as an operator would make one.
+pub fn random_kek() -> String {
+    let mut bytes = Vec::with_capacity(32);
+    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
+    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
+    STANDARD.encode(bytes)
+}
+
+/// A username nobody else has: 3 to 64 characters of letters, digits and `_`.
+pub fn unique_username() -> String {
+    format!("user_{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// A password zxcvbn scores well above 2.
+pub fn strong_password() -> String {
+    format!("correct-horse-{}", Uuid::new_v4().simple())
+}
+
+/// How to start a `TestApp`.
+#[derive(Default)]
+pub struct TestAppBuilder {
+    database: Option<Arc<TestDatabase>>,
+    kek: Option<String>,
+    vars: Vec<(String, String)>,
+}
+
+impl TestAppBuilder {
+    /// Reuse a database (for restarts); by default each app gets a fresh one.
+    pub fn database(mut self, database: Arc<TestDatabase>) -> Self {
+        self.database = Some(database);
+        self
+    }
+
+    /// Use this `KEY_ENCRYPTION_KEY`; by default a random one.
+    pub fn kek(mut self, kek: impl Into<String>) -> Self {
+        self.kek = Some(kek.into());
+        self
+    }
+
+    /// Set (or override) one configuration variable.
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        match self.try_spawn().await {
+            Ok(app) => app,
+            Err(message) => panic!("the application did not start: {message}"),
+        }
+    }
+
+    /// Start the application, or answer the configuration or start-up error as text.
+    pub async fn try_spawn(self) -> Result<TestApp, String> {
+        let database = match self.database {
+            Some(database) => database,
+            None => TestDatabase::create().await,
+        };
+        let kek = self.kek.unwrap_or_else(random_kek);
+        let mut vars: HashMap<String, String> = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("ARGON2_ITERATIONS", "1"),
+            ("ARGON2_PARALLELISM", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        vars.insert("DATABASE_URL".to_owned(), database.url.clone());
+        vars.insert("KEY_ENCRYPTION_KEY".to_owned(), kek.clone());
+        for (name, value) in self.vars {
+            vars.insert(name, value);
+        }
+        let lookup_vars = vars.clone();
+        let config = Config::from_lookup(move |name| lookup_vars.get(name).cloned())
+            .map_err(|e| format!("{e} ({e:?})"))?;
+        let application = Application::build(config)
+            .await
+            .map_err(|e| format!("{e} ({e:?})"))?;
+        let addr = application.local_addr();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(application.run_until_stopped(async move {
+            let _ = shutdown_rx.await;
+        }));
+        let issuer = vars
+            .get("ISSUER")
+            .cloned()
+            .unwrap_or_else(|| format!("http://localhost:{}", addr.port()));
+        let audience = vars
+            .get("TOKEN_AUDIENCE")
+            .cloned()
+            .unwrap_or_else(|| issuer.clone());
+        Ok(TestApp {
+            addr,
+            address: format!("http://{addr}"),
+            issuer,
+            audience,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
+            database,
+            kek,
+            shutdown: Some(shutdown_tx),
+            handle: Some(handle),
+        })
+    }
+}
+
+/// A running application on 127.0.0.1, a port of its own, and a database of its own.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`
+    pub address: String,
+    /// What `iss` must be.
+    pub issuer: String,
+    /// What an access token's `aud` must be.
+    pub audience: String,
+    pub client: reqwest::Client,
+    pub database: Arc<TestDatabase>,
+    pub kek: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::builder().spawn().await
+    }
+
+    /// Start with extra or overriding configuration variables.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> TestApp {
+        let mut builder = TestApp::builder();
+        for (name, value) in vars {
+            builder = builder.var(name, value);
+        }
+        builder.spawn().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Stop the server gracefully and wait until it has stopped; the database stays.
+    pub async fn stop(mut self) -> (Arc<TestDatabase>, String) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        // Idle keep-alive connections would otherwise hold the graceful shutdown open.
+        self.client = reqwest::Client::new();
+        if let Some(handle) = self.handle.take() {
+            let result = tokio::time::timeout(Duration::from_secs(20), handle)
+                .await
+                .expect("the server stops within 20 s of the shutdown signal")
+                .expect("the server task did not panic");
+            result.expect("run_until_stopped ends with Ok");
+        }
+        (self.database.clone(), self.kek.clone())
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// POST a raw `application/x-www-form-urlencoded` body.
+    pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn signup_response(&self, username: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/signup",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn signin_response(&self, username: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/signin",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Sign up, insisting on 201; answers the body.
+    pub async fn signup(&self, username: &str, password: &str) -> Value {
+        let response = self.signup_response(username, password).await;
+        let status = response.status();
+        let body = response.text().await.expect("a body");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "signup of {username:?}: {body}"
+        );
+        serde_json::from_str(&body).expect("a JSON body")
+    }
+
+    /// Sign up a fresh user; answers (username, password, body).
+    pub async fn signup_new_user(&self) -> (String, String, Value) {
+        let username = unique_username();
+        let password = strong_password();
+        let body = self.signup(&username, &password).await;
+        (username, password, body)
+    }
+
+    /// `GET /api/v1/auth/me` with a bearer token.
+    pub async fn me(&self, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/api/v1/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /me")
+    }
+
+    /// `POST /token` with the password grant and no client; answers the response.
+    pub async fn password_grant(
+        &self,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        self.post_form("/token", &serde_urlencoded::to_string(&form).unwrap())
+            .await
+    }
+
+    pub async fn jwks(&self) -> Value {
+        let response = self.get("/.well-known/jwks.json").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("a JWKS")
+    }
+
+    /// Verify an access token the way a resource server would: key from the JWKS by `kid`,
+    /// RS256 only, issuer and audience checked.
+    pub async fn verify_access_token(&self, token: &str) -> TokenData<Value> {
+        let audience = self.audience.clone();
+        self.verify(token, &audience).await
+    }
+
+    /// Verify an ID token: its audience is the client.
+    pub async fn verify_id_token(&self, token: &str, client_id: &str) -> TokenData<Value> {
+        self.verify(token, client_id).await
+    }
+
+    pub async fn verify(&self, token: &str, audience: &str) -> TokenData<Value> {
+        let jwks = self.jwks().await;
+        verify_with_jwks(token, &jwks, &self.issuer, audience)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Verify a JWT against a JWKS document; panics with the reason when it does not verify.
+pub fn verify_with_jwks(
+    token: &str,
+    jwks: &Value,
+    issuer: &str,
+    audience: &str,
+) -> TokenData<Value> {
+    try_verify_with_jwks(token, jwks, issuer, audience).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn try_verify_with_jwks(
+    token: &str,
+    jwks: &Value,
+    issuer: &str,
+    audience: &str,
+) -> Result<TokenData<Value>, String> {
+    let header = jsonwebtoken::decode_header(token).map_err(|e| format!("bad header: {e}"))?;
+    let kid = header.kid.ok_or("the token's header has no kid")?;
+    let key = jwks["keys"]
+        .as_array()
+        .ok_or("the JWKS has no keys array")?
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
+    let n = key["n"].as_str().ok_or("the key has no n")?;
+    let e = key["e"].as_str().ok_or("the key has no e")?;
+    let decoding_key =
+        DecodingKey::from_rsa_components(n, e).map_err(|e| format!("bad key: {e}"))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    validation.validate_nbf = true;
+    validation.leeway = 5;
+    jsonwebtoken::decode::<Value>(token, &decoding_key, &validation)
+        .map_err(|e| format!("the token does not verify: {e}"))
+}
+
+/// The decoded header and payload of a JWT, without verifying anything.
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let header = parts.next().expect("a header");
+    let payload = parts.next().expect("a payload");
+    assert!(parts.next().is_some(), "a signature");
+    let decode = |part: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
+    };
+    (decode(header), decode(payload))
+}
+
+/// Assert the response is the given status with a JSON error body with this `error` code and a
+/// non-empty `error_description`; answers the body.
+pub async fn assert_error(response: reqwest::Response, status: StatusCode, error: &str) -> Value {
+    let actual = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response.text().await.expect("a body");
+    assert_eq!(actual, status, "status; body: {text}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "an error body is JSON, not {content_type:?}: {text}"
+    );
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("an error body is JSON: {text}"));
+    assert_eq!(body["error"], error, "error code; body: {text}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.trim().is_empty()),
+        "a non-empty error_description; body: {text}"
+    );
+    body
+}
+
+/// Assert a JSON error body of any code; answers (status, body).
+pub async fn assert_json_error(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("a body");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("an error body is JSON ({status}): {text:?}"));
+    assert!(
+        body["error"].is_string(),
+        "an error code ({status}): {text}"
+    );
+    assert!(
+        body["error_description"].is_string(),
+        "an error_description ({status}): {text}"
+    );
+    (status, body)
+}
+
+/// The value of a header, or "" when absent.
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default()
+}
+
+/// Scope strings compared as sets (RFC 6749 §3.3: order does not matter).
+pub fn scope_set(scope: &str) -> std::collections::BTreeSet<String> {
+    scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The seconds since the Unix epoch now.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
