@@ -1,6 +1,14 @@
-//! The command line: `serve` (the default) and `migrate`.
+//! The command line: `serve` (the default), `migrate`, and the operator commands. Output that
+//! scripts read is JSON on stdout; errors go to stderr with exit code 1.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::clients::{self, Client, GrantType, NewClient};
+use crate::store::Store;
+use crate::tokens::scope::Scope;
+use crate::users::username::Username;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,6 +27,135 @@ pub enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Manage registered OAuth clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Disable or enable users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints its id and, for a confidential client, its secret (shown once).
+    Create(CreateClient),
+    /// List the registered clients (never their secrets).
+    List,
+    /// Delete a client; its refresh tokens stop working.
+    Delete {
+        /// The client_id
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateClient {
+    /// A name for people to recognise the client by.
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated: password, refresh_token, client_credentials.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub grant_types: Vec<String>,
+    /// A public client (no secret; cannot use client_credentials).
+    #[arg(long)]
+    pub public: bool,
+    /// Space-separated scopes the client may ask for.
+    #[arg(long, default_value = "openid profile")]
+    pub scope: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Disable a user: no sign-in, refresh tokens revoked, access tokens refused here.
+    Disable { username: String },
+    /// Enable a disabled user again (revoked refresh tokens stay revoked).
+    Enable { username: String },
+}
+
+/// Runs a clients command and answers what to print.
+pub async fn clients(
+    store: &Store,
+    command: ClientsCommand,
+    now: OffsetDateTime,
+) -> Result<Value, String> {
+    match command {
+        ClientsCommand::Create(create) => {
+            let mut grant_types = Vec::new();
+            for name in create.grant_types.iter().map(|name| name.trim()) {
+                let grant = GrantType::parse(name).ok_or_else(|| {
+                    format!(
+                        "unknown grant type {name:?}: use password, refresh_token, client_credentials"
+                    )
+                })?;
+                grant_types.push(grant);
+            }
+            let scopes =
+                Scope::parse(&create.scope).map_err(|error| format!("--scope: {error}"))?;
+            let new = NewClient {
+                name: &create.name,
+                grant_types,
+                public: create.public,
+                scopes,
+            };
+            let (client, secret) = clients::register(store, new, now)
+                .await
+                .map_err(|error| error.to_string())?;
+            let mut out = describe(&client);
+            if let (Some(secret), Value::Object(map)) = (secret, &mut out) {
+                map.insert(
+                    "client_secret".to_owned(),
+                    Value::String(secret.to_string()),
+                );
+            }
+            Ok(out)
+        }
+        ClientsCommand::List => {
+            let clients = clients::list(store).await.map_err(|e| e.to_string())?;
+            Ok(Value::Array(clients.iter().map(describe).collect()))
+        }
+        ClientsCommand::Delete { id } => {
+            if clients::delete(store, &id, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(json!({ "client_id": id, "deleted": true }))
+            } else {
+                Err(format!("no client with id {id:?}"))
+            }
+        }
+    }
+}
+
+fn describe(client: &Client) -> Value {
+    json!({
+        "client_id": client.id,
+        "name": client.name,
+        "public": client.public,
+        "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+        "scope": client.scopes.to_string(),
+        "created_at": client.created_at,
+    })
+}
+
+/// Runs a users command and answers what to print.
+pub async fn users(
+    store: &Store,
+    command: UsersCommand,
+    now: OffsetDateTime,
+) -> Result<Value, String> {
+    let (username, disabled_at) = match &command {
+        UsersCommand::Disable { username } => (username, Some(now.unix_timestamp())),
+        UsersCommand::Enable { username } => (username, None),
+    };
+    let parsed = Username::parse(username).map_err(|_| format!("no user named {username:?}"))?;
+    let found = store
+        .set_user_disabled(parsed.key(), disabled_at)
+        .await
+        .map_err(|error| error.to_string())?;
+    if !found {
+        return Err(format!("no user named {username:?}"));
+    }
+    Ok(json!({ "username": username, "disabled": disabled_at.is_some() }))
 }
 
 #[cfg(test)]

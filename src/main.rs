@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use user_auth_service::cli::{Cli, Command};
+use user_auth_service::cli::{self, Cli, Command};
 use user_auth_service::config::Config;
 use user_auth_service::server::{self, Application};
 use user_auth_service::telemetry;
@@ -19,12 +19,20 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
+    let now = time::OffsetDateTime::now_utc();
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
-        Command::Migrate => server::open_store(&config)
-            .await
-            .map(|_| eprintln!("migrations applied"))
-            .map_err(|error| format!("DATABASE_URL: {error}")),
+        Command::Migrate => open_store(&config).await.map(|_| {
+            eprintln!("migrations applied");
+        }),
+        Command::Clients(command) => match open_store(&config).await {
+            Ok(store) => print(cli::clients(&store, command, now).await),
+            Err(error) => Err(error),
+        },
+        Command::Users(command) => match open_store(&config).await {
+            Ok(store) => print(cli::users(&store, command, now).await),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,6 +41,19 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn open_store(config: &Config) -> Result<user_auth_service::store::Store, String> {
+    server::open_store(config)
+        .await
+        .map_err(|error| format!("DATABASE_URL: {error}"))
+}
+
+/// Prints a command's JSON answer on stdout, for scripts.
+fn print(answer: Result<serde_json::Value, String>) -> Result<(), String> {
+    let value = answer?;
+    println!("{value:#}");
+    Ok(())
 }
 
 async fn serve(config: Config) -> Result<(), String> {

@@ -114,6 +114,7 @@ impl Application {
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
             clock,
             jwks_max_age: config.jwks_max_age,
+            refresh_reuse_grace: config.refresh_reuse_grace,
         };
         let router = http::router(
             state,

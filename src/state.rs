@@ -17,4 +17,5 @@ pub struct AppState {
     pub first_party: Arc<Client>,
     pub clock: Arc<dyn Clock>,
     pub jwks_max_age: Duration,
+    pub refresh_reuse_grace: Duration,
 }

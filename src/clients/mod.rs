@@ -1,8 +1,14 @@
-//! OAuth clients and their authentication at the token endpoint (RFC 6749 §2.3).
-//!
-//! For now the only client is the built-in first-party public client (SPEC §5); registered
-//! clients are looked up here too once they exist, so callers never change.
+//! OAuth clients: the built-in first-party client, registered clients, and client
+//! authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::store::{ClientRow, Store, StoreError};
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::scope::Scope;
 
@@ -14,6 +20,12 @@ pub enum GrantType {
 }
 
 impl GrantType {
+    pub const ALL: [GrantType; 3] = [
+        GrantType::Password,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+    ];
+
     pub fn parse(text: &str) -> Option<GrantType> {
         match text {
             "password" => Some(GrantType::Password),
@@ -22,16 +34,26 @@ impl GrantType {
             _ => None,
         }
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Client {
     pub id: String,
+    pub name: String,
     /// A public client has no secret and authenticates by `client_id` alone.
     pub public: bool,
     pub grant_types: Vec<GrantType>,
     /// The scopes this client may ask for; also what it gets when it asks for none.
     pub scopes: Scope,
+    pub created_at: i64,
 }
 
 impl Client {
@@ -39,9 +61,11 @@ impl Client {
     pub fn first_party(id: &str) -> Client {
         Client {
             id: id.to_owned(),
+            name: "first-party".to_owned(),
             public: true,
             grant_types: vec![GrantType::Password, GrantType::RefreshToken],
             scopes: Scope::parse("openid profile").unwrap_or_default(),
+            created_at: 0,
         }
     }
 
@@ -49,22 +73,57 @@ impl Client {
         self.grant_types.contains(&grant)
     }
 
+    /// Refuses a grant this client may not use (RFC 6749 §5.2 `unauthorized_client`).
+    pub fn require_grant(&self, grant: GrantType) -> Result<(), OAuthError> {
+        if self.allows(grant) {
+            Ok(())
+        } else {
+            Err(OAuthError::new(
+                OAuthErrorKind::UnauthorizedClient,
+                format!("this client may not use the {} grant", grant.as_str()),
+            ))
+        }
+    }
+
     /// RFC 6749 §3.3: no scope means all the client may have; asking beyond that is refused.
     pub fn grant_scope(&self, requested: Option<Scope>) -> Result<Scope, OAuthError> {
         match requested {
             None => Ok(self.scopes.clone()),
             Some(scope) if scope.is_empty() => Ok(self.scopes.clone()),
-            Some(scope) if scope.is_subset_of(&self.scopes) => Ok(scope),
-            Some(scope) => {
-                let refused: Vec<&str> =
-                    scope.iter().filter(|t| !self.scopes.contains(t)).collect();
-                Err(OAuthError::new(
-                    OAuthErrorKind::InvalidScope,
-                    format!("this client may not ask for: {}", refused.join(" ")),
-                ))
-            }
+            Some(scope) => narrow_scope(&scope, &self.scopes, "this client may not ask for"),
         }
     }
+
+    fn from_row(row: ClientRow) -> Client {
+        Client {
+            public: row.secret_hash.is_none(),
+            grant_types: row
+                .grant_types
+                .split(' ')
+                .filter_map(GrantType::parse)
+                .collect(),
+            scopes: Scope::parse(&row.scopes).unwrap_or_default(),
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// `requested` when it is within `allowed`, else `invalid_scope` naming what is not.
+pub fn narrow_scope(
+    requested: &Scope,
+    allowed: &Scope,
+    context: &str,
+) -> Result<Scope, OAuthError> {
+    if requested.is_subset_of(allowed) {
+        return Ok(requested.clone());
+    }
+    let refused: Vec<&str> = requested.iter().filter(|t| !allowed.contains(t)).collect();
+    Err(OAuthError::new(
+        OAuthErrorKind::InvalidScope,
+        format!("{context}: {}", refused.join(" ")),
+    ))
 }
 
 /// How the request presented its client, as the HTTP layer found it.
@@ -84,11 +143,21 @@ pub enum ClientCredentials {
     },
 }
 
-/// Authenticates the client of a token request.
-pub fn authenticate(
+#[derive(Debug, thiserror::Error)]
+pub enum ClientAuthError {
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Authenticates the client of a request. Secrets are compared as SHA-256 digests in constant
+/// time; an unknown client and a wrong secret give the same answer.
+pub async fn authenticate(
+    store: &Store,
     credentials: ClientCredentials,
     first_party: &Client,
-) -> Result<Client, OAuthError> {
+) -> Result<Client, ClientAuthError> {
     let (client_id, secret, basic) = match credentials {
         ClientCredentials::None => return Ok(first_party.clone()),
         ClientCredentials::Form {
@@ -104,12 +173,140 @@ pub fn authenticate(
         basic_challenge: basic,
         ..OAuthError::new(OAuthErrorKind::InvalidClient, description)
     };
-    if client_id != first_party.id {
-        return Err(invalid("unknown client"));
+    let secret = secret.filter(|secret| !secret.is_empty());
+    let client = if client_id == first_party.id {
+        first_party.clone()
+    } else if !is_valid_client_id(&client_id) {
+        return Err(invalid("client authentication failed").into());
+    } else {
+        match store.client_by_id(&client_id).await? {
+            Some(row) => {
+                let stored_hash = row.secret_hash.clone();
+                let client = Client::from_row(row);
+                if let (Some(stored), Some(presented)) = (&stored_hash, &secret) {
+                    let presented = hash_secret(presented);
+                    if !bool::from(stored.as_slice().ct_eq(presented.as_slice())) {
+                        return Err(invalid("client authentication failed").into());
+                    }
+                }
+                client
+            }
+            None => return Err(invalid("client authentication failed").into()),
+        }
+    };
+    match (client.public, secret.is_some()) {
+        // A public client has no secret; one that sends a secret anyway is not who it claims.
+        (true, true) => Err(invalid("this client is public and has no secret").into()),
+        (false, false) => Err(invalid("this client must authenticate with its secret").into()),
+        _ => Ok(client),
     }
-    // A public client has no secret; one that sends a secret anyway is not who it claims.
-    if secret.is_some_and(|secret| !secret.is_empty()) {
-        return Err(invalid("this client is public and has no secret"));
+}
+
+/// RFC 6749 appendix A.1: printable ASCII; bounded so that nothing odd reaches the database.
+fn is_valid_client_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| (0x20..=0x7E).contains(&b))
+}
+
+fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// A new client as the operator asked for it.
+pub struct NewClient<'a> {
+    pub name: &'a str,
+    pub grant_types: Vec<GrantType>,
+    pub public: bool,
+    pub scopes: Scope,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("random generator failed: {0}")]
+    Random(#[from] openssl::error::ErrorStack),
+}
+
+/// Registers a client. Returns it with its secret, which is shown this once and stored only
+/// as a SHA-256 hash.
+pub async fn register(
+    store: &Store,
+    new: NewClient<'_>,
+    now: OffsetDateTime,
+) -> Result<(Client, Option<Zeroizing<String>>), RegistrationError> {
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(RegistrationError::Invalid(
+            "--name must be 1 to 200 printable characters".to_owned(),
+        ));
     }
-    Ok(first_party.clone())
+    if new.grant_types.is_empty() {
+        return Err(RegistrationError::Invalid(
+            "--grant-types needs at least one grant type".to_owned(),
+        ));
+    }
+    if new.public && new.grant_types.contains(&GrantType::ClientCredentials) {
+        return Err(RegistrationError::Invalid(
+            "client_credentials needs a confidential client: a public client has no secret"
+                .to_owned(),
+        ));
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let secret = if new.public {
+        None
+    } else {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        openssl::rand::rand_bytes(bytes.as_mut_slice())?;
+        Some(Zeroizing::new(URL_SAFE_NO_PAD.encode(*bytes)))
+    };
+    let mut grant_types: Vec<GrantType> = Vec::new();
+    for grant in new.grant_types {
+        if !grant_types.contains(&grant) {
+            grant_types.push(grant);
+        }
+    }
+    let row = ClientRow {
+        id,
+        name: name.to_owned(),
+        secret_hash: secret.as_ref().map(|secret| hash_secret(secret).to_vec()),
+        grant_types: grant_types
+            .iter()
+            .map(|grant| grant.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        scopes: new.scopes.to_string(),
+        created_at: now.unix_timestamp(),
+    };
+    store.insert_client(&row).await?;
+    Ok((Client::from_row(row), secret))
+}
+
+pub async fn list(store: &Store) -> Result<Vec<Client>, StoreError> {
+    Ok(store
+        .clients()
+        .await?
+        .into_iter()
+        .map(Client::from_row)
+        .collect())
+}
+
+/// Deletes a client and revokes its refresh tokens; false if there was no such client.
+pub async fn delete(store: &Store, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    store.delete_client(id, now.unix_timestamp()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_printable_ascii_of_bounded_length() {
+        assert!(is_valid_client_id("6c1f0a52-3c5e-4b5e-9f2a-0d8c1e2f3a4b"));
+        assert!(!is_valid_client_id(""));
+        assert!(!is_valid_client_id("nul\0byte"));
+        assert!(!is_valid_client_id("é"));
+        assert!(!is_valid_client_id(&"a".repeat(129)));
+    }
 }

@@ -9,10 +9,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::clients::ClientAuthError;
 use crate::keys::KeyError;
 use crate::store::StoreError;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
-use crate::tokens::{InvalidToken, IssueError, VerifyError};
+use crate::tokens::{AuthenticateError, InvalidToken, IssueError, VerifyError};
 use crate::users::UserError;
 use crate::users::hashing::HashError;
 
@@ -226,6 +227,25 @@ impl From<IssueError> for ApiError {
             IssueError::Keys(error) => error.into(),
             IssueError::Store(error) => error.into(),
             IssueError::Random(_) => ApiError::internal(&error),
+        }
+    }
+}
+
+impl From<ClientAuthError> for ApiError {
+    fn from(error: ClientAuthError) -> Self {
+        match error {
+            ClientAuthError::OAuth(error) => error.into(),
+            ClientAuthError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<AuthenticateError> for ApiError {
+    fn from(error: AuthenticateError) -> Self {
+        match error {
+            AuthenticateError::Invalid(reason) => ApiError::InvalidToken(reason),
+            AuthenticateError::Keys(error) => error.into(),
+            AuthenticateError::Store(error) => error.into(),
         }
     }
 }

@@ -47,8 +47,23 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         .route("/api/v1/auth/signin", post(routes::auth::signin))
         .route("/api/v1/auth/me", get(routes::auth::me))
         .route("/token", post(routes::token::token))
+        .route("/revoke", post(routes::oauth::revoke))
+        .route("/introspect", post(routes::oauth::introspect))
+        .route(
+            "/userinfo",
+            get(routes::userinfo::userinfo).post(routes::userinfo::userinfo_post),
+        )
         .layer(no_store);
-    let public = Router::new().route("/.well-known/jwks.json", get(routes::jwks::jwks));
+    let public = Router::new()
+        .route("/.well-known/jwks.json", get(routes::jwks::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(routes::discovery::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(routes::discovery::oauth_authorization_server),
+        );
     let operations = Router::new()
         .route("/", get(routes::root::root))
         .route("/healthz", get(routes::health::healthz))

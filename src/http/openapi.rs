@@ -4,7 +4,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::error::ErrorBody;
-use super::routes::{auth, health, jwks, root, token};
+use super::routes::{auth, discovery, health, jwks, oauth, root, token, userinfo};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,12 @@ use super::routes::{auth, health, jwks, root, token};
         auth::signin,
         auth::me,
         token::token,
+        oauth::revoke,
+        oauth::introspect,
+        userinfo::userinfo,
+        userinfo::userinfo_post,
+        discovery::openid_configuration,
+        discovery::oauth_authorization_server,
         jwks::jwks,
         health::healthz,
         health::readyz,

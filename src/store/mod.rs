@@ -4,6 +4,7 @@
 //! written once, in SQL that both SQLite and PostgreSQL accept, and `on_pool!` runs it against
 //! whichever pool this is, so the two backends cannot drift apart query by query.
 
+mod clients;
 mod keys;
 mod refresh_tokens;
 mod users;
@@ -16,8 +17,9 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
+pub use clients::ClientRow;
 pub use keys::{NewSigningKey, SigningKeyRow};
-pub use refresh_tokens::NewRefreshToken;
+pub use refresh_tokens::{NewRefreshToken, RefreshTokenRow, Rotation};
 pub use users::UserRow;
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.

@@ -79,4 +79,43 @@ impl Store {
         });
         Ok(())
     }
+
+    /// Disables (or, with `None`, enables) a user; false if no such user. Disabling also
+    /// revokes every refresh token of the user, in the same transaction, and they stay revoked
+    /// after a later enable (SPEC §5).
+    pub async fn set_user_disabled(
+        &self,
+        username_key: &str,
+        disabled_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let user: Option<(Uuid,)> = sqlx::query_as("select id from users where username_key = $1")
+                .bind(username_key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            match user {
+                None => false,
+                Some((id,)) => {
+                    sqlx::query("update users set disabled_at = $1 where id = $2")
+                        .bind(disabled_at)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(now) = disabled_at {
+                        sqlx::query(
+                            "update refresh_tokens set revoked_at = $1 \
+                             where user_id = $2 and revoked_at is null",
+                        )
+                        .bind(now)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    tx.commit().await?;
+                    true
+                }
+            }
+        }))
+    }
 }

@@ -3,7 +3,9 @@
 pub mod claims;
 pub mod error;
 pub mod grants;
+pub mod introspection;
 pub mod refresh;
+pub mod revocation;
 pub mod scope;
 
 use std::sync::Arc;
@@ -69,6 +71,8 @@ pub enum InvalidToken {
     NotYetValid,
     #[error("the token's user no longer exists or is disabled")]
     UserUnavailable,
+    #[error("the token has been revoked")]
+    Revoked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,38 @@ pub enum VerifyError {
 pub struct TokenIssuer {
     keys: Arc<KeyRing>,
     settings: TokenSettings,
+}
+
+/// A refresh token made but not yet stored: the token for the client, the record for the store.
+pub struct PreparedRefreshToken {
+    pub token: zeroize::Zeroizing<String>,
+    pub record: NewRefreshToken,
+}
+
+/// An access token that passed every check, with its user when it is a user's token.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub claims: AccessClaims,
+    pub user: Option<User>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticateError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidToken),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<VerifyError> for AuthenticateError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::Invalid(reason) => AuthenticateError::Invalid(reason),
+            VerifyError::Keys(error) => AuthenticateError::Keys(error),
+        }
+    }
 }
 
 /// The user a grant is for, and when they proved who they are (OIDC `auth_time`).
@@ -114,6 +150,25 @@ impl TokenIssuer {
         scope: &Scope,
         now: OffsetDateTime,
     ) -> Result<IssuedTokens, IssueError> {
+        let (mut issued, refresh) = self
+            .sign_for_user(&subject, client_id, scope, Uuid::new_v4(), now)
+            .await?;
+        store.insert_refresh_token(&refresh.record).await?;
+        issued.refresh_token = Some(refresh.token.to_string());
+        Ok(issued)
+    }
+
+    /// Signs the access token (and ID token) of a user grant and prepares, without storing it,
+    /// the refresh token that continues `family_id`. The caller stores it: alone for a new
+    /// grant, or together with retiring the old token for a rotation.
+    pub async fn sign_for_user(
+        &self,
+        subject: &Subject<'_>,
+        client_id: &str,
+        scope: &Scope,
+        family_id: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<(IssuedTokens, PreparedRefreshToken), IssueError> {
         let user = subject.user;
         let access_token = self
             .sign_access_token(
@@ -124,42 +179,77 @@ impl TokenIssuer {
                 now,
             )
             .await?;
-        let refresh = refresh::generate()?;
-        let issued_at = now.unix_timestamp();
-        store
-            .insert_refresh_token(&NewRefreshToken {
-                id: Uuid::new_v4(),
-                token_hash: refresh.hash,
-                family_id: Uuid::new_v4(),
-                user_id: user.id,
-                client_id: client_id.to_owned(),
-                scope: scope.to_string(),
-                auth_time: subject.auth_time,
-                issued_at,
-                expires_at: issued_at.saturating_add(seconds(self.settings.refresh_token_ttl)),
-            })
-            .await?;
         let id_token = if scope.contains("openid") {
-            let claims = IdClaims {
-                iss: self.settings.issuer.clone(),
-                sub: user.id.to_string(),
-                aud: client_id.to_owned(),
-                exp: issued_at.saturating_add(seconds(self.settings.access_token_ttl)),
-                iat: issued_at,
-                auth_time: subject.auth_time,
-                preferred_username: user.username.clone(),
-            };
-            Some(self.keys.sign(to_map(&claims), "JWT", now).await?)
+            Some(self.sign_id_token(subject, client_id, now).await?)
         } else {
             None
         };
+        let refresh = refresh::generate()?;
+        let issued_at = now.unix_timestamp();
+        let record = NewRefreshToken {
+            id: Uuid::new_v4(),
+            token_hash: refresh.hash,
+            family_id,
+            user_id: user.id,
+            client_id: client_id.to_owned(),
+            scope: scope.to_string(),
+            auth_time: subject.auth_time,
+            issued_at,
+            expires_at: issued_at.saturating_add(seconds(self.settings.refresh_token_ttl)),
+        };
+        let issued = IssuedTokens {
+            access_token,
+            expires_in: self.settings.access_token_ttl.as_secs(),
+            scope: scope.clone(),
+            refresh_token: None,
+            id_token,
+        };
+        Ok((
+            issued,
+            PreparedRefreshToken {
+                token: refresh.token,
+                record,
+            },
+        ))
+    }
+
+    /// Client credentials (RFC 6749 §4.4): an access token whose subject is the client; no
+    /// refresh token and no ID token, since there is no user.
+    pub async fn issue_for_client(
+        &self,
+        client_id: &str,
+        scope: &Scope,
+        now: OffsetDateTime,
+    ) -> Result<IssuedTokens, IssueError> {
+        let access_token = self
+            .sign_access_token(client_id, None, client_id, scope, now)
+            .await?;
         Ok(IssuedTokens {
             access_token,
             expires_in: self.settings.access_token_ttl.as_secs(),
             scope: scope.clone(),
-            refresh_token: Some(refresh.token.to_string()),
-            id_token,
+            refresh_token: None,
+            id_token: None,
         })
+    }
+
+    async fn sign_id_token(
+        &self,
+        subject: &Subject<'_>,
+        client_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, KeyError> {
+        let issued_at = now.unix_timestamp();
+        let claims = IdClaims {
+            iss: self.settings.issuer.clone(),
+            sub: subject.user.id.to_string(),
+            aud: client_id.to_owned(),
+            exp: issued_at.saturating_add(seconds(self.settings.access_token_ttl)),
+            iat: issued_at,
+            auth_time: subject.auth_time,
+            preferred_username: subject.user.username.clone(),
+        };
+        self.keys.sign(to_map(&claims), "JWT", now).await
     }
 
     /// RFC 9068 access token: `typ` `at+jwt`, whole-second time claims, a fresh `jti`.
@@ -185,6 +275,35 @@ impl TokenIssuer {
             preferred_username: username.map(str::to_owned),
         };
         self.keys.sign(to_map(&claims), "at+jwt", now).await
+    }
+
+    /// An access token this service still honours: it verifies, its `jti` was not revoked,
+    /// and its user (if any) exists and is enabled. Checked against the database, so a
+    /// revocation or a disabled user counts at once on every replica and across restarts.
+    pub async fn authenticate_access_token(
+        &self,
+        store: &Store,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<Authenticated, AuthenticateError> {
+        let claims = self.verify_access_token(token, now).await?;
+        if store.is_access_token_revoked(&claims.jti).await? {
+            return Err(InvalidToken::Revoked.into());
+        }
+        let user = match claims.preferred_username {
+            None => None,
+            Some(_) => {
+                let id = Uuid::parse_str(&claims.sub).map_err(|_| InvalidToken::Malformed)?;
+                let user = store
+                    .user_by_id(id)
+                    .await?
+                    .map(User::from)
+                    .filter(|user| !user.disabled)
+                    .ok_or(InvalidToken::UserUnavailable)?;
+                Some(user)
+            }
+        };
+        Ok(Authenticated { claims, user })
     }
 
     /// Verifies one of our access tokens: RS256 with a known, unrevoked key, `typ` `at+jwt`

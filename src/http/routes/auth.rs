@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{AppJson, BearerToken};
 use crate::state::AppState;
-use crate::tokens::{InvalidToken, Subject};
+use crate::tokens::Subject;
 use crate::users::{self, User};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -155,19 +155,13 @@ pub async fn me(
     State(state): State<AppState>,
     BearerToken(token): BearerToken,
 ) -> Result<Json<UserView>, ApiError> {
-    let claims = state
+    let authenticated = state
         .tokens
-        .verify_access_token(&token, state.clock.now())
+        .authenticate_access_token(&state.store, &token, state.clock.now())
         .await?;
-    // A token without a username is a client's own (client credentials): no user to show.
-    if claims.preferred_username.is_none() {
-        return Err(ApiError::InsufficientScope { scope: "profile" });
-    }
-    let id = Uuid::parse_str(&claims.sub)
-        .map_err(|_| ApiError::InsufficientScope { scope: "profile" })?;
-    let user = users::find(&state.store, id)
-        .await?
-        .filter(|user| !user.disabled)
-        .ok_or(ApiError::InvalidToken(InvalidToken::UserUnavailable))?;
+    // A token with no user is a client's own (client credentials): there is no one to show.
+    let user = authenticated
+        .user
+        .ok_or(ApiError::InsufficientScope { scope: "profile" })?;
     Ok(Json(UserView::from(&user)))
 }

@@ -11,17 +11,21 @@ use crate::http::extract::{OAuthForm, client_credentials};
 use crate::state::AppState;
 use crate::tokens::IssuedTokens;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
+use crate::tokens::grants::client_credentials;
 use crate::tokens::grants::password::{self, PasswordRequest};
+use crate::tokens::grants::refresh_token::{self, RefreshRequest};
 use crate::tokens::scope::Scope;
 
 /// The form of a token request, for the documentation; the handler reads it field by field.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct TokenRequest {
-    /// `password` (refresh_token and client_credentials come with registered clients)
+    /// `password`, `refresh_token` or `client_credentials`
     grant_type: String,
     username: Option<String>,
     password: Option<String>,
+    /// For `refresh_token`.
+    refresh_token: Option<String>,
     /// Space-separated; defaults to every scope the client may have.
     scope: Option<String>,
     /// Absent: the built-in first-party public client.
@@ -80,7 +84,7 @@ pub async fn token(
             format!("unsupported grant_type: {grant_type}"),
         )
     })?;
-    let client = clients::authenticate(credentials, &state.first_party)?;
+    let client = clients::authenticate(&state.store, credentials, &state.first_party).await?;
     let scope = form
         .get("scope")
         .map(Scope::parse)
@@ -104,19 +108,16 @@ pub async fn token(
             )
             .await?
         }
-        GrantType::RefreshToken | GrantType::ClientCredentials if !client.allows(grant) => {
-            return Err(OAuthError::new(
-                OAuthErrorKind::UnauthorizedClient,
-                format!("this client may not use the {grant_type} grant"),
-            )
-            .into());
+        GrantType::RefreshToken => {
+            let request = RefreshRequest {
+                refresh_token: form.require("refresh_token")?,
+                scope,
+                reuse_grace: state.refresh_reuse_grace,
+            };
+            refresh_token::exchange(&state.store, &state.tokens, &client, request, now).await?
         }
-        GrantType::RefreshToken | GrantType::ClientCredentials => {
-            return Err(OAuthError::new(
-                OAuthErrorKind::UnsupportedGrantType,
-                format!("the {grant_type} grant is not available yet"),
-            )
-            .into());
+        GrantType::ClientCredentials => {
+            client_credentials::exchange(&state.tokens, &client, scope, now).await?
         }
     };
     Ok(Json(issued.into()))

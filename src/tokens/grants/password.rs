@@ -24,12 +24,7 @@ pub async fn exchange(
     request: PasswordRequest<'_>,
     now: OffsetDateTime,
 ) -> Result<IssuedTokens, OAuthError> {
-    if !client.allows(GrantType::Password) {
-        return Err(OAuthError::new(
-            OAuthErrorKind::UnauthorizedClient,
-            "this client may not use the password grant",
-        ));
-    }
+    client.require_grant(GrantType::Password)?;
     let scope = client.grant_scope(request.scope)?;
     let user = users::authenticate(store, hasher, request.username, request.password)
         .await
@@ -63,11 +58,7 @@ pub async fn exchange(
         user: &user,
         auth_time: now.unix_timestamp(),
     };
-    issuer
+    Ok(issuer
         .issue_for_user(store, subject, &client.id, &scope, now)
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "could not issue tokens");
-            OAuthError::server_error()
-        })
+        .await?)
 }

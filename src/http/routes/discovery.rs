@@ -1,0 +1,110 @@
+//! Discovery: OpenID Connect Discovery 1.0 §3 and RFC 8414 §2, one document for both, listing
+//! exactly what this service does.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use crate::clients::GrantType;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+use crate::tokens::scope::Scope;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerMetadata {
+    pub issuer: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub userinfo_endpoint: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
+    pub grant_types_supported: Vec<&'static str>,
+    pub scopes_supported: Vec<String>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    pub subject_types_supported: Vec<&'static str>,
+    pub claims_supported: Vec<&'static str>,
+    /// No authorization endpoint, so no response type: tokens come from the token endpoint only.
+    pub response_types_supported: Vec<&'static str>,
+}
+
+async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiError> {
+    let issuer = state.tokens.settings().issuer.clone();
+    let mut scopes: Vec<String> = vec!["openid".to_owned(), "profile".to_owned()];
+    for scope in state.first_party.scopes.iter().map(str::to_owned) {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    let mut client_scopes: Vec<String> = Vec::new();
+    for text in state.store.client_scopes().await? {
+        for scope in Scope::parse(&text).unwrap_or_default().iter() {
+            if !scopes
+                .iter()
+                .chain(&client_scopes)
+                .any(|known| known == scope)
+            {
+                client_scopes.push(scope.to_owned());
+            }
+        }
+    }
+    client_scopes.sort();
+    scopes.extend(client_scopes);
+    let endpoint = |path: &str| format!("{issuer}{path}");
+    Ok(ServerMetadata {
+        token_endpoint: endpoint("/token"),
+        jwks_uri: endpoint("/.well-known/jwks.json"),
+        userinfo_endpoint: endpoint("/userinfo"),
+        revocation_endpoint: endpoint("/revoke"),
+        introspection_endpoint: endpoint("/introspect"),
+        grant_types_supported: GrantType::ALL.iter().map(|grant| grant.as_str()).collect(),
+        scopes_supported: scopes,
+        token_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        revocation_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        introspection_endpoint_auth_methods_supported: vec![
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        id_token_signing_alg_values_supported: vec!["RS256"],
+        subject_types_supported: vec!["public"],
+        claims_supported: vec![
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "preferred_username",
+        ],
+        response_types_supported: Vec::new(),
+        issuer,
+    })
+}
+
+/// OpenID Connect Discovery metadata.
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2",
+    responses((status = 200, description = "Provider metadata", body = ServerMetadata)))]
+pub async fn openid_configuration(
+    State(state): State<AppState>,
+) -> Result<Json<ServerMetadata>, ApiError> {
+    Ok(Json(metadata(&state).await?))
+}
+
+/// RFC 8414 authorization server metadata.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
+    responses((status = 200, description = "Authorization server metadata", body = ServerMetadata)))]
+pub async fn oauth_authorization_server(
+    State(state): State<AppState>,
+) -> Result<Json<ServerMetadata>, ApiError> {
+    Ok(Json(metadata(&state).await?))
+}

@@ -1,0 +1,95 @@
+//! `POST /revoke` (RFC 7009) and `POST /introspect` (RFC 7662).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+
+use crate::clients::{self, Client};
+use crate::http::error::{ApiError, ErrorBody};
+use crate::http::extract::{OAuthForm, client_credentials};
+use crate::state::AppState;
+use crate::tokens::error::{OAuthError, OAuthErrorKind};
+use crate::tokens::introspection::{self, Introspection};
+use crate::tokens::revocation::{self, TokenTypeHint};
+
+/// The form of a revocation or introspection request, for the documentation.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    token: String,
+    /// `access_token` or `refresh_token`; only orders the look-ups.
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &OAuthForm,
+) -> Result<Client, ApiError> {
+    let credentials = client_credentials(headers, form)?;
+    Ok(clients::authenticate(&state.store, credentials, &state.first_party).await?)
+}
+
+/// Revokes a refresh token (and its family) or an access token. 200 even for unknown tokens.
+#[utoipa::path(post, path = "/revoke", tag = "oauth2",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 400, description = "`invalid_request`: no token", body = ErrorBody),
+        (status = 401, description = "`invalid_client`", body = ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let client = authenticate_client(&state, &headers, &form).await?;
+    let token = form.require("token")?;
+    let hint = match form.get("token_type_hint") {
+        Some("access_token") => Some(TokenTypeHint::AccessToken),
+        Some("refresh_token") => Some(TokenTypeHint::RefreshToken),
+        // RFC 7009 §2.1: an unknown hint is ignored, the search goes on.
+        _ => None,
+    };
+    revocation::revoke(
+        &state.store,
+        &state.tokens,
+        &client,
+        token,
+        hint,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+/// Whether a token is active now, and its claims. For confidential clients only.
+#[utoipa::path(post, path = "/introspect", tag = "oauth2",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`{\"active\": false}` for anything not valid now", body = Introspection),
+        (status = 400, description = "`invalid_request`: no token", body = ErrorBody),
+        (status = 401, description = "`invalid_client`, also for public clients", body = ErrorBody)))]
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Json<Introspection>, ApiError> {
+    let client = authenticate_client(&state, &headers, &form).await?;
+    if client.public {
+        // RFC 7662 §2.1: the endpoint is protected; a public client proves nothing.
+        return Err(OAuthError {
+            basic_challenge: headers.contains_key(axum::http::header::AUTHORIZATION),
+            ..OAuthError::new(
+                OAuthErrorKind::InvalidClient,
+                "introspection is for confidential clients only",
+            )
+        }
+        .into());
+    }
+    let token = form.require("token")?;
+    let answer =
+        introspection::introspect(&state.store, &state.tokens, token, state.clock.now()).await?;
+    Ok(Json(answer))
+}

@@ -1,0 +1,88 @@
+//! Queries on `clients`.
+
+use super::{Store, StoreError, on_pool};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: Option<Vec<u8>>,
+    pub grant_types: String,
+    pub scopes: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn insert_client(&self, client: &ClientRow) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "insert into clients (id, name, secret_hash, grant_types, scopes, created_at) \
+                 values ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&client.id)
+            .bind(&client.name)
+            .bind(&client.secret_hash)
+            .bind(&client.grant_types)
+            .bind(&client.scopes)
+            .bind(client.created_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    pub async fn client_by_id(&self, id: &str) -> Result<Option<ClientRow>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "select id, name, secret_hash, grant_types, scopes, created_at \
+                 from clients where id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "select id, name, secret_hash, grant_types, scopes, created_at \
+                 from clients order by created_at, id",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// Deletes a client and revokes its refresh tokens in one transaction; false if unknown.
+    pub async fn delete_client(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let deleted = sqlx::query("delete from clients where id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "update refresh_tokens set revoked_at = $1 \
+                 where client_id = $2 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            deleted > 0
+        }))
+    }
+
+    /// Every scope string of every client, for discovery's `scopes_supported`.
+    pub async fn client_scopes(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> = on_pool!(self, pool => {
+            sqlx::query_as("select distinct scopes from clients")
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(|(scopes,)| scopes).collect())
+    }
+}
