@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 
 use super::error::ApiError;
-use crate::clients::ClientCredentials;
+use crate::clients::{self, Client, ClientCredentials};
+use crate::state::AppState;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
 
 /// `axum::Json` whose rejections are our error body: 415 for another content type, 400 for
@@ -113,10 +114,20 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     }
 }
 
+/// Authenticates the client of an OAuth request (token, revocation, introspection).
+pub async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &OAuthForm,
+) -> Result<Client, ApiError> {
+    let credentials = client_credentials(headers, form)?;
+    Ok(clients::authenticate(&state.store, credentials, &state.first_party).await?)
+}
+
 /// Client authentication as presented: HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1) or
 /// form fields (`client_secret_post`, or a public client's bare `client_id`). Using both is
 /// refused (RFC 6749 §2.3: one method per request).
-pub fn client_credentials(
+fn client_credentials(
     headers: &HeaderMap,
     form: &OAuthForm,
 ) -> Result<ClientCredentials, OAuthError> {

@@ -41,23 +41,29 @@ pub enum Rotation {
     AlreadyUsed,
 }
 
-const INSERT_REFRESH_TOKEN: &str = "insert into refresh_tokens (id, token_hash, family_id, \
-     user_id, client_id, scope, auth_time, issued_at, expires_at) \
-     values ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// The insert of a new refresh token, for either backend.
+macro_rules! insert_refresh_token {
+    ($token:expr) => {
+        sqlx::query(
+            "insert into refresh_tokens (id, token_hash, family_id, user_id, client_id, scope, \
+             auth_time, issued_at, expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind($token.id)
+        .bind($token.token_hash.as_slice())
+        .bind($token.family_id)
+        .bind($token.user_id)
+        .bind(&$token.client_id)
+        .bind(&$token.scope)
+        .bind($token.auth_time)
+        .bind($token.issued_at)
+        .bind($token.expires_at)
+    };
+}
 
 impl Store {
     pub async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(INSERT_REFRESH_TOKEN)
-                .bind(token.id)
-                .bind(token.token_hash.as_slice())
-                .bind(token.family_id)
-                .bind(token.user_id)
-                .bind(&token.client_id)
-                .bind(&token.scope)
-                .bind(token.auth_time)
-                .bind(token.issued_at)
-                .bind(token.expires_at)
+            insert_refresh_token!(token)
                 .execute(pool)
                 .await?;
         });
@@ -99,17 +105,7 @@ impl Store {
             .await?
             .rows_affected();
             if claimed == 1 {
-                sqlx::query(INSERT_REFRESH_TOKEN)
-                    .bind(new.id)
-                    .bind(new.token_hash.as_slice())
-                    .bind(new.family_id)
-                    .bind(new.user_id)
-                    .bind(&new.client_id)
-                    .bind(&new.scope)
-                    .bind(new.auth_time)
-                    .bind(new.issued_at)
-                    .bind(new.expires_at)
-                    .execute(&mut *tx)
+                insert_refresh_token!(new).execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 Rotation::Rotated

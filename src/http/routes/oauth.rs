@@ -4,9 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 
-use crate::clients::{self, Client};
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{OAuthForm, client_credentials};
+use crate::http::extract::{OAuthForm, authenticate_client};
 use crate::state::AppState;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::introspection::{self, Introspection};
@@ -21,15 +20,6 @@ pub struct TokenForm {
     token_type_hint: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
-}
-
-async fn authenticate_client(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &OAuthForm,
-) -> Result<Client, ApiError> {
-    let credentials = client_credentials(headers, form)?;
-    Ok(clients::authenticate(&state.store, credentials, &state.first_party).await?)
 }
 
 /// Revokes a refresh token (and its family) or an access token. 200 even for unknown tokens.

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 
-use crate::clients::{self, GrantType};
+use crate::clients::GrantType;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{OAuthForm, client_credentials};
+use crate::http::extract::{OAuthForm, authenticate_client};
 use crate::state::AppState;
 use crate::tokens::IssuedTokens;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
@@ -76,7 +76,6 @@ pub async fn token(
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let credentials = client_credentials(&headers, &form)?;
     let grant_type = form.require("grant_type")?;
     let grant = GrantType::parse(grant_type).ok_or_else(|| {
         OAuthError::new(
@@ -84,7 +83,7 @@ pub async fn token(
             format!("unsupported grant_type: {grant_type}"),
         )
     })?;
-    let client = clients::authenticate(&state.store, credentials, &state.first_party).await?;
+    let client = authenticate_client(&state, &headers, &form).await?;
     let scope = form
         .get("scope")
         .map(Scope::parse)
