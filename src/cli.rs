@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::clients::{self, Client, GrantType, NewClient};
+use crate::keys::{KeyRing, RotateMode};
 use crate::store::Store;
 use crate::tokens::scope::Scope;
 use crate::users::username::Username;
@@ -33,6 +34,27 @@ pub enum Command {
     /// Disable or enable users.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Inspect and rotate the signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the signing keys with their states (next, active, retired, revoked).
+    List,
+    /// Make a new signing key; prints its kid. It signs once every replica has published it
+    /// for KEY_PUBLISH_AHEAD, unless --now.
+    Rotate {
+        /// Switch at once: the emergency path for a leaked key.
+        #[arg(long)]
+        now: bool,
+    },
+    /// Remove a key from the JWKS at once; tokens it signed stop verifying here.
+    Revoke {
+        /// The key's kid
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +146,32 @@ pub async fn clients(
             }
         }
     }
+}
+
+/// Runs a keys command and answers what to print.
+pub async fn keys(
+    ring: &KeyRing,
+    command: KeysCommand,
+    now: OffsetDateTime,
+) -> Result<Value, String> {
+    let answer = match command {
+        KeysCommand::List => serde_json::to_value(ring.list(now).await.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?,
+        KeysCommand::Rotate { now: at_once } => {
+            let mode = if at_once {
+                RotateMode::Now
+            } else {
+                RotateMode::Scheduled
+            };
+            let kid = ring.rotate(mode, now).await.map_err(|e| e.to_string())?;
+            json!({ "kid": kid })
+        }
+        KeysCommand::Revoke { kid } => {
+            ring.revoke(&kid, now).await.map_err(|e| e.to_string())?;
+            json!({ "kid": kid, "revoked": true })
+        }
+    };
+    Ok(answer)
 }
 
 fn describe(client: &Client) -> Value {

@@ -33,6 +33,13 @@ async fn main() -> ExitCode {
             Ok(store) => print(cli::users(&store, command, now).await),
             Err(error) => Err(error),
         },
+        Command::Keys(command) => match open_store(&config).await {
+            Ok(store) => match server::open_key_ring(&config, store) {
+                Ok(ring) => print(cli::keys(&ring, command, now).await),
+                Err(error) => Err(error.to_string()),
+            },
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

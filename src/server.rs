@@ -41,6 +41,9 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     store: Store,
+    keys: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+    schedule_every: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -49,6 +52,22 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
     store.migrate().await?;
     Ok(store)
+}
+
+pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
+    KeyRingSettings {
+        cache_ttl: config.key_cache_ttl,
+        jwks_max_age: config.jwks_max_age,
+        access_token_ttl: config.access_token_ttl,
+        rotation_interval: config.key_rotation_interval,
+        publish_ahead: config.key_publish_ahead,
+    }
+}
+
+/// The key ring over `store`, for the operator commands (`keys ...`).
+pub fn open_key_ring(config: &Config, store: Store) -> Result<KeyRing, StartupError> {
+    let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
+    Ok(KeyRing::new(store, keks, key_ring_settings(config)))
 }
 
 impl Application {
@@ -60,8 +79,8 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartupError> {
-        let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
         let store = open_store(&config).await?;
+        let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
 
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
@@ -76,11 +95,7 @@ impl Application {
         let keys = Arc::new(KeyRing::new(
             store.clone(),
             keks,
-            KeyRingSettings {
-                cache_ttl: config.key_cache_ttl,
-                jwks_max_age: config.jwks_max_age,
-                access_token_ttl: config.access_token_ttl,
-            },
+            key_ring_settings(&config),
         ));
         keys.ensure_ready(clock.now()).await?;
 
@@ -100,7 +115,7 @@ impl Application {
             store: store.clone(),
             hasher: Arc::new(hasher),
             tokens: Arc::new(TokenIssuer::new(
-                keys,
+                Arc::clone(&keys),
                 TokenSettings {
                     audience: config
                         .token_audience
@@ -112,7 +127,7 @@ impl Application {
                 },
             )),
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
-            clock,
+            clock: Arc::clone(&clock),
             jwks_max_age: config.jwks_max_age,
             refresh_reuse_grace: config.refresh_reuse_grace,
         };
@@ -127,6 +142,12 @@ impl Application {
             listener,
             router,
             store,
+            keys,
+            clock,
+            // Often enough that a scheduled key is made well within its lead time.
+            schedule_every: config
+                .key_cache_ttl
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -143,6 +164,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let schedule = tokio::spawn(run_key_schedule(
+            Arc::clone(&self.keys),
+            Arc::clone(&self.clock),
+            self.schedule_every,
+        ));
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -169,8 +195,21 @@ impl Application {
                 Ok(())
             }
         };
+        schedule.abort();
         self.store.close().await;
         result
+    }
+}
+
+/// Every replica runs the rotation schedule; the database makes sure a key is created once.
+async fn run_key_schedule(keys: Arc<KeyRing>, clock: Arc<dyn Clock>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = keys.run_schedule(clock.now()).await {
+            tracing::error!(%error, "key rotation schedule failed; retrying");
+        }
     }
 }
 

@@ -216,7 +216,8 @@ impl From<KeyError> for ApiError {
             KeyError::NoActiveKey
             | KeyError::WrongKeyEncryptionKey { .. }
             | KeyError::Unusable { .. }
-            | KeyError::Generation(_) => ApiError::internal(&error),
+            | KeyError::Generation(_)
+            | KeyError::UnknownKey(_) => ApiError::internal(&error),
         }
     }
 }

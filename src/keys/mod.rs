@@ -2,7 +2,8 @@
 
 pub mod encryption;
 pub mod kek;
+pub mod lifecycle;
 pub mod material;
 mod ring;
 
-pub use ring::{Jwks, KeyError, KeyRing, KeyRingSettings, KeySet};
+pub use ring::{Jwks, KeyError, KeyRing, KeyRingSettings, KeySet, KeySummary, RotateMode};

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::encryption::{EncryptionError, KeyEncryptionKeys};
+use super::lifecycle::{self, KeyState, Lifetimes};
 use super::material::{self, PublicJwk};
 use crate::store::{NewSigningKey, SigningKeyRow, Store, StoreError};
 
@@ -37,6 +38,29 @@ pub enum KeyError {
     Unusable { kid: String, reason: String },
     #[error("key generation failed: {0}")]
     Generation(String),
+    #[error("no signing key with kid {0:?}")]
+    UnknownKey(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotateMode {
+    /// The new key signs once every replica has published it for `KEY_PUBLISH_AHEAD`.
+    Scheduled,
+    /// The new key signs at once: for a leaked key.
+    Now,
+}
+
+/// A key as `keys list` shows it; times are Unix seconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeySummary {
+    pub kid: String,
+    pub generation: i64,
+    pub state: KeyState,
+    pub created_at: i64,
+    pub signs_from: i64,
+    pub retires_at: Option<i64>,
+    pub published_until: Option<i64>,
+    pub revoked_at: Option<i64>,
 }
 
 /// What the ring needs to know of the configuration.
@@ -45,6 +69,23 @@ pub struct KeyRingSettings {
     pub cache_ttl: Duration,
     pub jwks_max_age: Duration,
     pub access_token_ttl: Duration,
+    pub rotation_interval: Duration,
+    pub publish_ahead: Duration,
+}
+
+impl KeyRingSettings {
+    fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            access_token_ttl: self.access_token_ttl,
+            jwks_max_age: self.jwks_max_age,
+        }
+    }
+
+    /// How long before it signs a new key is stored: `KEY_PUBLISH_AHEAD` plus the cache TTL,
+    /// so that every replica has published it for `KEY_PUBLISH_AHEAD` (SPEC §3).
+    pub fn publish_lead(&self) -> Duration {
+        self.publish_ahead + self.cache_ttl
+    }
 }
 
 /// The JWKS as served: its body and a strong ETag over it.
@@ -55,13 +96,13 @@ pub struct Jwks {
 }
 
 struct KeyEntry {
-    row: SigningKeyRow,
     public: PublicJwk,
     verifier: RsassaJwsVerifier,
 }
 
 /// One read of the key table: every key, with verifiers ready and the JWKS rendered.
 pub struct KeySet {
+    rows: Vec<SigningKeyRow>,
     entries: Vec<KeyEntry>,
     jwks: Jwks,
 }
@@ -73,7 +114,7 @@ impl KeySet {
         settings: &KeyRingSettings,
     ) -> Result<Self, KeyError> {
         let mut entries = Vec::with_capacity(rows.len());
-        for row in rows {
+        for row in &rows {
             let unusable = |reason: String| KeyError::Unusable {
                 kid: row.kid.clone(),
                 reason,
@@ -84,36 +125,33 @@ impl KeySet {
             let verifier = RS256
                 .verifier_from_jwk(&jwk)
                 .map_err(|e| unusable(e.to_string()))?;
-            entries.push(KeyEntry {
-                row,
-                public,
-                verifier,
-            });
+            entries.push(KeyEntry { public, verifier });
         }
-        let jwks = render_jwks(&entries, now, settings);
-        Ok(KeySet { entries, jwks })
+        let jwks = render_jwks(&rows, &entries, now, &settings.lifetimes());
+        Ok(KeySet {
+            rows,
+            entries,
+            jwks,
+        })
     }
 
-    /// The key that signs at `now`: not revoked, started, not stopped; the latest start wins.
-    fn signing_entry(&self, now: i64) -> Option<&KeyEntry> {
-        self.entries
-            .iter()
-            .filter(|entry| entry.row.revoked_at.is_none())
-            .filter(|entry| entry.row.signs_from <= now)
-            .filter(|entry| entry.row.signs_until.is_none_or(|until| now < until))
-            .max_by_key(|entry| (entry.row.signs_from, entry.row.generation))
+    fn row(&self, kid: &str) -> Option<&SigningKeyRow> {
+        self.rows.iter().find(|row| row.kid == kid)
     }
 
+    /// The key that signs at `now`, computed from the stored times at each call, so replicas
+    /// switch at the same second even while they hold the key set in their caches.
     pub fn signing_kid(&self, now: i64) -> Option<&str> {
-        self.signing_entry(now).map(|entry| entry.row.kid.as_str())
+        lifecycle::signing_key(&self.rows, now).map(|row| row.kid.as_str())
     }
 
-    /// The verifier for a `kid` this service may still accept tokens from (revoked keys excluded).
+    /// The verifier for a `kid` this service still accepts tokens from (revoked keys excluded).
     pub fn verifier(&self, kid: &str) -> Option<&RsassaJwsVerifier> {
-        self.entries
+        self.rows
             .iter()
-            .find(|entry| entry.row.kid == kid && entry.row.revoked_at.is_none())
-            .map(|entry| &entry.verifier)
+            .zip(&self.entries)
+            .find(|(row, _)| row.kid == kid && row.revoked_at.is_none())
+            .map(|(_, entry)| &entry.verifier)
     }
 
     pub fn jwks(&self) -> &Jwks {
@@ -121,36 +159,29 @@ impl KeySet {
     }
 }
 
-/// SPEC §2: the key that signs now first (many verifiers assume so), then the others newest
-/// first; revoked keys and retired keys whose last token has expired are left out.
-fn render_jwks(entries: &[KeyEntry], now: i64, settings: &KeyRingSettings) -> Jwks {
-    let linger = i64::try_from((settings.access_token_ttl + settings.jwks_max_age).as_secs())
-        .unwrap_or(i64::MAX);
-    let signing = entries
+/// SPEC §2: the key that signs now first (many verifiers assume so), then the other published
+/// keys, newest first; revoked keys and retired keys past their publication are left out.
+fn render_jwks(
+    rows: &[SigningKeyRow],
+    entries: &[KeyEntry],
+    now: i64,
+    lifetimes: &Lifetimes,
+) -> Jwks {
+    let signing = lifecycle::signing_key(rows, now).map(|row| row.kid.as_str());
+    let mut published: Vec<(&SigningKeyRow, &PublicJwk)> = rows
         .iter()
-        .filter(|entry| entry.row.revoked_at.is_none())
-        .filter(|entry| entry.row.signs_from <= now)
-        .filter(|entry| entry.row.signs_until.is_none_or(|until| now < until))
-        .max_by_key(|entry| (entry.row.signs_from, entry.row.generation))
-        .map(|entry| entry.row.kid.as_str());
-    let mut published: Vec<&PublicJwk> = Vec::new();
-    if let Some(entry) = entries
-        .iter()
-        .find(|entry| Some(entry.row.kid.as_str()) == signing)
-    {
-        published.push(&entry.public);
-    }
-    for entry in entries {
-        let still_useful = entry
-            .row
-            .signs_until
-            .is_none_or(|until| now < until.saturating_add(linger));
-        if entry.row.revoked_at.is_none() && still_useful && Some(entry.row.kid.as_str()) != signing
-        {
-            published.push(&entry.public);
-        }
-    }
-    let body = serde_json::json!({ "keys": published }).to_string();
+        .zip(entries)
+        .filter(|(row, _)| lifecycle::is_published(rows, row, now, lifetimes))
+        .map(|(row, entry)| (row, &entry.public))
+        .collect();
+    published.sort_by_key(|(row, _)| {
+        (
+            Some(row.kid.as_str()) != signing,
+            std::cmp::Reverse(row.generation),
+        )
+    });
+    let keys: Vec<&PublicJwk> = published.into_iter().map(|(_, public)| public).collect();
+    let body = serde_json::json!({ "keys": keys }).to_string();
     let digest = Sha256::digest(body.as_bytes());
     let etag = format!("\"{}\"", hex::encode(&digest[..16]));
     Jwks {
@@ -191,8 +222,12 @@ impl KeyRing {
     /// configured key-encryption key opens the key set already in the database.
     pub async fn ensure_ready(&self, now: OffsetDateTime) -> Result<(), KeyError> {
         let rows = self.store.signing_keys().await?;
-        if rows.is_empty() {
-            self.create_key(1, now.unix_timestamp(), now).await?;
+        if lifecycle::signing_key(&rows, now.unix_timestamp()).is_none() {
+            // No key signs yet (a new database, or only keys made for later): one that signs
+            // at once is needed now; a racing replica making the same generation is fine.
+            let generation = rows.iter().map(|row| row.generation).max().unwrap_or(0) + 1;
+            self.create_key(generation, now.unix_timestamp(), now)
+                .await?;
         }
         let key_set = self.load(now).await?;
         let kid = key_set
@@ -203,14 +238,30 @@ impl KeyRing {
         Ok(())
     }
 
+    /// Refuses to add a key under a key-encryption key that opens none of the stored ones: the
+    /// replicas could not decrypt it (a command run with the wrong `KEY_ENCRYPTION_KEY`).
+    fn check_key_encryption_key(&self, rows: &[SigningKeyRow]) -> Result<(), KeyError> {
+        let Some(newest) = rows.iter().max_by_key(|row| row.generation) else {
+            return Ok(());
+        };
+        self.keks
+            .decrypt(&newest.private_key_encrypted, &newest.kid)
+            .map(|_| ())
+            .map_err(|_| KeyError::WrongKeyEncryptionKey {
+                kid: newest.kid.clone(),
+            })
+    }
+
     /// Generates, encrypts and stores a key of `generation`. A unique-constraint conflict means
     /// another process made that generation first: theirs is kept, and that is success.
+    /// Answers the kid of the key that holds `generation` now.
     async fn create_key(
         &self,
         generation: i64,
         signs_from: i64,
         now: OffsetDateTime,
-    ) -> Result<(), KeyError> {
+    ) -> Result<String, KeyError> {
+        self.check_key_encryption_key(&self.store.signing_keys().await?)?;
         let generated = tokio::task::spawn_blocking(material::generate)
             .await
             .map_err(|error| KeyError::Generation(error.to_string()))?
@@ -231,12 +282,124 @@ impl KeyRing {
             created_at: now.unix_timestamp(),
             signs_from,
         };
-        match self.store.insert_signing_key(&new_key).await {
-            Ok(()) | Err(StoreError::Conflict) => {
-                self.key_set.invalidate(&()).await;
-                Ok(())
+        let result = self.store.insert_signing_key(&new_key).await;
+        self.key_set.invalidate(&()).await;
+        match result {
+            Ok(()) => {
+                tracing::info!(kid = %new_key.kid, generation, signs_from, "signing key created");
+                Ok(new_key.kid)
             }
+            Err(StoreError::Conflict) => self
+                .store
+                .signing_keys()
+                .await?
+                .into_iter()
+                .find(|row| row.generation == generation)
+                .map(|row| row.kid)
+                .ok_or(KeyError::NoActiveKey),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Makes a new key: signing `KEY_PUBLISH_AHEAD` plus `KEY_CACHE_TTL` from now (scheduled),
+    /// or at once (the emergency path for a leaked key). The new key's generation is one above
+    /// the highest stored, and generations are unique, so any number of processes rotating at
+    /// the same moment make exactly one key, and all of them answer its kid.
+    pub async fn rotate(&self, mode: RotateMode, now: OffsetDateTime) -> Result<String, KeyError> {
+        let now_seconds = now.unix_timestamp();
+        let signs_from = match mode {
+            RotateMode::Scheduled => {
+                now_seconds.saturating_add(seconds(self.settings.publish_lead()))
+            }
+            RotateMode::Now => now_seconds,
+        };
+        // An emergency rotation that loses the race to a scheduled one tries the next
+        // generation, so that a key signs now whatever else happened.
+        for _ in 0..3 {
+            let generation = self.next_generation().await?;
+            let kid = self.create_key(generation, signs_from, now).await?;
+            let rows = self.store.signing_keys().await?;
+            let made = rows.iter().find(|row| row.kid == kid);
+            if mode == RotateMode::Scheduled
+                || made.is_some_and(|row| row.signs_from <= now_seconds)
+            {
+                return Ok(kid);
+            }
+        }
+        Err(KeyError::NoActiveKey)
+    }
+
+    async fn next_generation(&self) -> Result<i64, KeyError> {
+        let rows = self.store.signing_keys().await?;
+        Ok(rows.iter().map(|row| row.generation).max().unwrap_or(0) + 1)
+    }
+
+    /// Revokes a key: it leaves the JWKS and tokens it signed stop verifying here. The key that
+    /// signs now is first replaced by a new key that signs at once (SPEC §5).
+    pub async fn revoke(&self, kid: &str, now: OffsetDateTime) -> Result<(), KeyError> {
+        let rows = self.store.signing_keys().await?;
+        if !rows.iter().any(|row| row.kid == kid) {
+            return Err(KeyError::UnknownKey(kid.to_owned()));
+        }
+        if lifecycle::signing_key(&rows, now.unix_timestamp()).is_some_and(|row| row.kid == kid) {
+            self.rotate(RotateMode::Now, now).await?;
+        }
+        self.store
+            .revoke_signing_key(kid, now.unix_timestamp())
+            .await?;
+        self.key_set.invalidate(&()).await;
+        self.signers.invalidate(kid).await;
+        tracing::warn!(%kid, "signing key revoked");
+        Ok(())
+    }
+
+    /// Every stored key with its state, newest first.
+    pub async fn list(&self, now: OffsetDateTime) -> Result<Vec<KeySummary>, KeyError> {
+        let rows = self.store.signing_keys().await?;
+        let now = now.unix_timestamp();
+        let lifetimes = self.settings.lifetimes();
+        Ok(rows
+            .iter()
+            .map(|row| KeySummary {
+                kid: row.kid.clone(),
+                generation: row.generation,
+                state: lifecycle::state(&rows, row, now),
+                created_at: row.created_at,
+                signs_from: row.signs_from,
+                retires_at: lifecycle::retires_at(&rows, row),
+                published_until: lifecycle::published_until(&rows, row, &lifetimes),
+                revoked_at: row.revoked_at,
+            })
+            .collect())
+    }
+
+    /// One pass of the rotation schedule, run by every replica: makes the next key when the
+    /// active one's interval is about to end, and deletes keys no token can need any more.
+    /// Answers the kid of a key this pass created, if any.
+    pub async fn run_schedule(&self, now: OffsetDateTime) -> Result<Option<String>, KeyError> {
+        let rows = self.store.signing_keys().await?;
+        let now_seconds = now.unix_timestamp();
+        let lifetimes = self.settings.lifetimes();
+        for row in rows
+            .iter()
+            .filter(|row| lifecycle::is_deletable(&rows, row, now_seconds, &lifetimes))
+        {
+            self.store.delete_signing_key(&row.kid).await?;
+            self.signers.invalidate(&row.kid).await;
+            tracing::info!(kid = %row.kid, "signing key deleted: no token it signed is valid any more");
+        }
+        let due = lifecycle::next_key_due(
+            &rows,
+            now_seconds,
+            self.settings.rotation_interval,
+            self.settings.publish_lead(),
+        );
+        match due {
+            None => Ok(None),
+            Some(signs_from) => {
+                let generation = rows.iter().map(|row| row.generation).max().unwrap_or(0) + 1;
+                self.create_key(generation, signs_from, now).await.map(Some)
+            }
         }
     }
 
@@ -264,23 +427,19 @@ impl KeyRing {
         if let Some(signer) = self.signers.get(kid).await {
             return Ok(signer);
         }
-        let entry = key_set
-            .entries
-            .iter()
-            .find(|entry| entry.row.kid == kid)
-            .ok_or(KeyError::NoActiveKey)?;
-        let der = self
-            .keks
-            .decrypt(&entry.row.private_key_encrypted, kid)
-            .map_err(|error| match error {
-                EncryptionError::NoKeyDecrypts => KeyError::WrongKeyEncryptionKey {
-                    kid: kid.to_owned(),
-                },
-                EncryptionError::Crypto(stack) => KeyError::Unusable {
-                    kid: kid.to_owned(),
-                    reason: stack.to_string(),
-                },
-            })?;
+        let row = key_set.row(kid).ok_or(KeyError::NoActiveKey)?;
+        let der =
+            self.keks
+                .decrypt(&row.private_key_encrypted, kid)
+                .map_err(|error| match error {
+                    EncryptionError::NoKeyDecrypts => KeyError::WrongKeyEncryptionKey {
+                        kid: kid.to_owned(),
+                    },
+                    EncryptionError::Crypto(stack) => KeyError::Unusable {
+                        kid: kid.to_owned(),
+                        reason: stack.to_string(),
+                    },
+                })?;
         let mut signer =
             RS256
                 .signer_from_der(der.as_slice())
@@ -324,4 +483,8 @@ impl KeyRing {
             }
         })
     }
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }

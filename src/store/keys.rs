@@ -11,7 +11,6 @@ pub struct SigningKeyRow {
     pub private_key_encrypted: Vec<u8>,
     pub created_at: i64,
     pub signs_from: i64,
-    pub signs_until: Option<i64>,
     pub revoked_at: Option<i64>,
 }
 
@@ -33,7 +32,7 @@ impl Store {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
                 "select kid, generation, algorithm, public_jwk, private_key_encrypted, created_at, \
-                 signs_from, signs_until, revoked_at from signing_keys order by generation desc",
+                 signs_from, revoked_at from signing_keys order by generation desc",
             )
             .fetch_all(pool)
             .await?
@@ -58,6 +57,31 @@ impl Store {
             .bind(key.signs_from)
             .execute(pool)
             .await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a key revoked; false if there is no such key.
+    pub async fn revoke_signing_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
+        let affected = on_pool!(self, pool => {
+            sqlx::query(
+                "update signing_keys set revoked_at = coalesce(revoked_at, $1) where kid = $2",
+            )
+                .bind(now)
+                .bind(kid)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(affected > 0)
+    }
+
+    pub async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("delete from signing_keys where kid = $1")
+                .bind(kid)
+                .execute(pool)
+                .await?;
         });
         Ok(())
     }
