@@ -529,3 +529,384 @@ pub fn scope_set(scope: &str) -> std::collections::BTreeSet<String> {
 pub fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
+
+/// The service's own binary, for its command line (SPEC §2 "Command line").
+pub const BINARY: &str = env!("CARGO_BIN_EXE_user-auth-service");
+
+/// A client registered with `clients create`.
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    /// `None` for a public client.
+    pub client_secret: Option<String>,
+    /// Everything `clients create` printed.
+    pub created: Value,
+}
+
+impl RegisteredClient {
+    /// The secret of a confidential client.
+    pub fn secret(&self) -> &str {
+        self.client_secret
+            .as_deref()
+            .expect("a confidential client has a secret")
+    }
+
+    /// `client_secret_basic` (RFC 6749 §2.3.1).
+    pub fn basic(&self) -> ClientAuth {
+        ClientAuth::Basic {
+            client_id: self.client_id.clone(),
+            client_secret: self.secret().to_owned(),
+        }
+    }
+
+    /// `client_secret_post`, or `client_id` alone for a public client.
+    pub fn post(&self) -> ClientAuth {
+        ClientAuth::Post {
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+        }
+    }
+}
+
+/// How a request to `/token`, `/revoke` or `/introspect` presents its client.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// No client at all.
+    None,
+    /// An `Authorization: Basic` header.
+    Basic {
+        client_id: String,
+        client_secret: String,
+    },
+    /// `client_id` (and `client_secret` when given) in the form.
+    Post {
+        client_id: String,
+        client_secret: Option<String>,
+    },
+}
+
+impl ClientAuth {
+    /// A Basic header with any id and secret, each form-encoded first (RFC 6749 §2.3.1).
+    pub fn basic(client_id: &str, client_secret: &str) -> ClientAuth {
+        ClientAuth::Basic {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+        }
+    }
+
+    /// `client_id` and maybe `client_secret` in the form, with any values.
+    pub fn post(client_id: &str, client_secret: Option<&str>) -> ClientAuth {
+        ClientAuth::Post {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.map(str::to_owned),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value, as RFC 6749 §2.3.1 asks of the
+/// Basic credentials before base64.
+pub fn form_encode(value: &str) -> String {
+    let mut out = String::new();
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(byte as char);
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// The `Authorization` header value for `client_secret_basic`.
+pub fn basic_authorization(client_id: &str, client_secret: &str) -> String {
+    let credentials = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+    format!("Basic {}", STANDARD.encode(credentials))
+}
+
+/// Insist on 200 and a JSON body; answers the body.
+pub async fn ok_json(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let text = response.text().await.expect("a body");
+    assert_eq!(status, StatusCode::OK, "expected 200; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("a JSON body: {text}"))
+}
+
+/// Assert a 401 with a `Bearer` challenge naming `invalid_token` (RFC 6750 §3.1).
+pub async fn assert_invalid_token(response: reqwest::Response, case: &str) {
+    let challenge = header(&response, "www-authenticate");
+    let (status, body) = assert_json_error(response).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
+    assert!(
+        challenge.starts_with("Bearer"),
+        "{case}: a Bearer challenge: {challenge:?}"
+    );
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{case}: error=\"invalid_token\" in {challenge:?}"
+    );
+    assert_eq!(body["error"], "invalid_token", "{case}: {body}");
+}
+
+/// A client name nobody else has.
+pub fn unique_client_name() -> String {
+    format!("client-{}", &Uuid::new_v4().simple().to_string()[..12])
+}
+
+impl TestApp {
+    /// The database this app runs on; the command line is pointed at it.
+    pub fn database_url(&self) -> &str {
+        &self.database.url
+    }
+
+    /// Run the real binary with `args` against this app's database, in an empty directory and
+    /// with nothing of this process's environment but PATH; answers its output.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut command = tokio::process::Command::new(BINARY);
+        command
+            .env_clear()
+            .current_dir(dir.path())
+            .args(args)
+            .env("DATABASE_URL", self.database_url())
+            .env("KEY_ENCRYPTION_KEY", &self.kek)
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        tokio::time::timeout(Duration::from_secs(60), command.output())
+            .await
+            .unwrap_or_else(|_| panic!("{args:?} still running after 60 s"))
+            .expect("run the binary")
+    }
+
+    /// Run the command line, insisting on success and JSON on stdout; answers that JSON.
+    pub async fn cli_json(&self, args: &[&str]) -> Value {
+        let output = self.cli(args).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{args:?} exits 0, not {}; stdout: {stdout}; stderr: {stderr}",
+            output.status
+        );
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{args:?} prints JSON on stdout ({e}): {stdout:?}"))
+    }
+
+    /// `clients create`; `scope: None` leaves the default.
+    pub async fn create_client(
+        &self,
+        grant_types: &str,
+        public: bool,
+        scope: Option<&str>,
+    ) -> RegisteredClient {
+        let name = unique_client_name();
+        let mut args = vec![
+            "clients",
+            "create",
+            "--name",
+            &name,
+            "--grant-types",
+            grant_types,
+        ];
+        if public {
+            args.push("--public");
+        }
+        if let Some(scope) = scope {
+            args.extend(["--scope", scope]);
+        }
+        let created = self.cli_json(&args).await;
+        let client_id = created["client_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a client_id in {created}"))
+            .to_owned();
+        let client_secret = created
+            .get("client_secret")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        RegisteredClient {
+            client_id,
+            client_secret,
+            created,
+        }
+    }
+
+    /// A confidential client allowed every grant, with the default scope.
+    pub async fn confidential_client(&self) -> RegisteredClient {
+        let client = self
+            .create_client("password,refresh_token,client_credentials", false, None)
+            .await;
+        assert!(client.client_secret.is_some(), "{}", client.created);
+        client
+    }
+
+    /// A public client allowed the password and refresh grants, with the default scope.
+    pub async fn public_client(&self) -> RegisteredClient {
+        self.create_client("password,refresh_token", true, None)
+            .await
+    }
+
+    /// `users disable USERNAME`, insisting on success.
+    pub async fn disable_user(&self, username: &str) {
+        let output = self.cli(&["users", "disable", username]).await;
+        assert!(
+            output.status.success(),
+            "users disable exits 0; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// `users enable USERNAME`, insisting on success.
+    pub async fn enable_user(&self, username: &str) {
+        let output = self.cli(&["users", "enable", username]).await;
+        assert!(
+            output.status.success(),
+            "users enable exits 0; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// POST a form to `path`, presenting the client as `auth` says.
+    pub async fn post_form_as(
+        &self,
+        path: &str,
+        auth: &ClientAuth,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut pairs: Vec<(&str, &str)> = form.to_vec();
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded");
+        match auth {
+            ClientAuth::None => {}
+            ClientAuth::Basic {
+                client_id,
+                client_secret,
+            } => {
+                request = request.header(
+                    "authorization",
+                    basic_authorization(client_id, client_secret),
+                );
+            }
+            ClientAuth::Post {
+                client_id,
+                client_secret,
+            } => {
+                pairs.push(("client_id", client_id));
+                if let Some(secret) = client_secret {
+                    pairs.push(("client_secret", secret));
+                }
+            }
+        }
+        let body = serde_urlencoded::to_string(&pairs).expect("a form");
+        request.body(body).send().await.expect("POST")
+    }
+
+    /// `POST /token` with this form and client.
+    pub async fn token_as(&self, auth: &ClientAuth, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_form_as("/token", auth, form).await
+    }
+
+    /// The password grant for this client.
+    pub async fn password_grant_as(
+        &self,
+        auth: &ClientAuth,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        self.token_as(auth, &form).await
+    }
+
+    /// The refresh grant for this client.
+    pub async fn refresh_as(
+        &self,
+        auth: &ClientAuth,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        self.token_as(auth, &form).await
+    }
+
+    /// The client-credentials grant.
+    pub async fn client_credentials_as(
+        &self,
+        auth: &ClientAuth,
+        scope: Option<&str>,
+    ) -> reqwest::Response {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        self.token_as(auth, &form).await
+    }
+
+    /// `POST /revoke` of one token.
+    pub async fn revoke_as(&self, auth: &ClientAuth, token: &str) -> reqwest::Response {
+        self.post_form_as("/revoke", auth, &[("token", token)])
+            .await
+    }
+
+    /// `POST /introspect` of one token.
+    pub async fn introspect_as(&self, auth: &ClientAuth, token: &str) -> reqwest::Response {
+        self.post_form_as("/introspect", auth, &[("token", token)])
+            .await
+    }
+
+    /// `POST /introspect`, insisting on 200; answers the body.
+    pub async fn introspect(&self, auth: &ClientAuth, token: &str) -> Value {
+        ok_json(self.introspect_as(auth, token).await).await
+    }
+
+    /// `GET /userinfo` with a bearer token.
+    pub async fn userinfo(&self, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url("/userinfo"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /userinfo")
+    }
+
+    /// Sign up a fresh user and get tokens for it with the password grant as this client.
+    /// Answers (username, password, user id, token response).
+    pub async fn user_tokens_as(
+        &self,
+        auth: &ClientAuth,
+        scope: Option<&str>,
+    ) -> (String, String, String, Value) {
+        let (username, password, signup) = self.signup_new_user().await;
+        let user_id = signup["user"]["id"].as_str().expect("a user id").to_owned();
+        let tokens = ok_json(
+            self.password_grant_as(auth, &username, &password, scope)
+                .await,
+        )
+        .await;
+        (username, password, user_id, tokens)
+    }
+}
+
+/// A string member of a JSON body, insisting it is there.
+pub fn str_of<'a>(body: &'a Value, name: &str) -> &'a str {
+    body[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("a string {name} in {body}"))
+}

@@ -4,15 +4,28 @@
 
 mod helpers;
 
+mod client_credentials;
+mod clients_cli;
 mod concurrency;
 mod config_and_cli;
+mod discovery;
 mod errors_and_limits;
+mod introspection;
 mod jwks_and_verification;
+mod key_rotation;
 mod me;
 mod oauth2_client;
+mod oauth2_client_grants;
+mod oauth2_errors;
 mod operations;
 mod overload;
+mod password_grant_clients;
+mod refresh;
+mod resource_server;
 mod restart;
+mod revocation;
 mod signin;
 mod signup;
 mod token_password_grant;
+mod userinfo;
+mod users_cli;
