@@ -1,18 +1,27 @@
-# Multi-stage build: compile in the full Rust image, run in a slim Debian
-# image that holds only the binary and the shared libraries it needs.
+# user-auth-service container image.
+#
+#     docker build -t user-auth-service:0.1.0 .
+#
+# Multi-stage: compile in the full Rust image, run in a slim Debian image that
+# holds only the binary, the OpenSSL runtime and the CA certificates. Both
+# stages are Debian 12 (bookworm), so the binary finds the same glibc and
+# OpenSSL 3 it was linked against. Release pipelines may pin either base image
+# by digest (FROM image:tag@sha256:...) for byte-for-byte reproducible builds.
 
 # ---------------------------------------------------------------- builder --
-FROM rust:1-bookworm AS builder
+# A fixed toolchain, at least the crate's rust-version.
+FROM rust:1.95.0-bookworm AS builder
 
 # openssl-sys links the system OpenSSL and finds it through pkg-config.
+# Versions are not pinned: Debian replaces them with security updates within
+# bookworm, and an old pin would stop the build once the archive drops it.
+# The base image tag fixes the release; the packages only get fixes.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends pkg-config libssl-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
-
-# Use the checked-in query data (.sqlx/) if there is any, never a live database.
-ENV SQLX_OFFLINE=true
 
 # Build the dependencies alone first, against a placeholder main.rs, so this
 # slow layer is reused until Cargo.toml or Cargo.lock change.
@@ -23,7 +32,8 @@ RUN mkdir src \
     && rm -rf src
 
 # Now the real sources (migrations/ are embedded in the binary at compile
-# time, so they are needed here). .dockerignore keeps secrets and build output out.
+# time, so they are needed here). .dockerignore keeps secrets, local state and
+# build output out of the build context.
 COPY . .
 # Forget the placeholder build of this crate, so the real one is compiled
 # whatever the files' timestamps say.
@@ -34,8 +44,14 @@ RUN rm -rf target/release/.fingerprint/user-auth-service-* \
 # ---------------------------------------------------------------- runtime --
 FROM debian:bookworm-slim
 
+LABEL org.opencontainers.image.title="user-auth-service" \
+      org.opencontainers.image.description="OAuth2 / OpenID Connect token issuer" \
+      org.opencontainers.image.licenses="MIT"
+
 # libssl3: the OpenSSL runtime the binary links; ca-certificates: TLS to
-# PostgreSQL and other services.
+# PostgreSQL. Not pinned, for the same reason as in the builder: bookworm
+# security updates replace these versions, and the image should take them.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -48,16 +64,24 @@ RUN groupadd --gid 10001 app \
 
 COPY --from=builder /usr/local/bin/user-auth-service /usr/local/bin/user-auth-service
 
-# The working directory is where the service reads .env and, with the
-# default configuration, writes data/ (SQLite) and keys/ (the local KEK).
-# Mount a volume there to keep them; in production use PostgreSQL and set
-# KEY_ENCRYPTION_KEY instead.
+# The working directory is where the service reads .env and, with the default
+# configuration, writes data/ (SQLite) and keys/ (the local key-encryption
+# key), so a plain `docker run` works. In production (see kubernetes/) the
+# root file system is read-only: DATABASE_URL points to PostgreSQL and
+# KEY_ENCRYPTION_KEY is set, and then the service writes nothing to disk.
 WORKDIR /app
 RUN chown 10001:10001 /app
 
 ENV HOST=0.0.0.0 PORT=8001
 EXPOSE 8001
 
-USER 10001
+USER 10001:10001
+
+# No HEALTHCHECK: the image holds no HTTP client (no curl, no shell tools) to
+# run one, and adding one only for that would grow the attack surface. The
+# orchestrator checks health instead: Kubernetes probes GET /healthz
+# (liveness) and GET /readyz (readiness), see kubernetes/deployment.yaml.
+# checkov:skip=CKV_DOCKER_2:No HTTP client in the image to run a HEALTHCHECK; Kubernetes liveness and readiness probes on /healthz and /readyz do it
+
 ENTRYPOINT ["/usr/local/bin/user-auth-service"]
 CMD ["serve"]

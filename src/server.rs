@@ -15,6 +15,7 @@ use crate::http::{self, RouterSettings};
 use crate::keys::encryption::KeyEncryptionKeys;
 use crate::keys::kek::{self, KekError};
 use crate::keys::{KeyError, KeyRing, KeyRingSettings};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::tokens::{TokenIssuer, TokenSettings};
@@ -110,6 +111,11 @@ impl Application {
         })
         .await
         .map_err(|error| HashError::Failed(error.to_string()))??;
+        let metrics = Arc::new(Metrics::new());
+        let observed = Arc::clone(&metrics);
+        let hasher = hasher.with_wait_observer(Box::new(move |waited| {
+            observed.observe_hash_wait(waited);
+        }));
 
         let state = AppState {
             store: store.clone(),
@@ -130,6 +136,7 @@ impl Application {
             clock: Arc::clone(&clock),
             jwks_max_age: config.jwks_max_age,
             refresh_reuse_grace: config.refresh_reuse_grace,
+            metrics,
         };
         let router = http::router(
             state,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::clients::Client;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::TokenIssuer;
 use crate::users::hashing::PasswordHasher;
@@ -18,4 +19,5 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub jwks_max_age: Duration,
     pub refresh_reuse_grace: Duration,
+    pub metrics: Arc<Metrics>,
 }

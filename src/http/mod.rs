@@ -9,7 +9,10 @@ pub mod routes;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,6 +26,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::metrics::{HttpLabels, Metrics};
 use crate::state::AppState;
 use error::ApiError;
 
@@ -67,7 +71,8 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
     let operations = Router::new()
         .route("/", get(routes::root::root))
         .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz));
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics));
 
     Router::new()
         .merge(api)
@@ -76,6 +81,10 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state.metrics),
+            record_metrics,
+        ))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -114,6 +123,30 @@ fn cors(origins: &[String]) -> CorsLayer {
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// Counts each request and its latency by route pattern and status.
+async fn record_metrics(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics.observe_http(
+        HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        },
+        started.elapsed(),
+    );
+    response
 }
 
 /// Refuses a declared oversized body before anything reads it; bodies without a length are cut

@@ -28,6 +28,7 @@ use super::routes::{auth, discovery, health, jwks, oauth, root, token, userinfo}
         jwks::jwks,
         health::healthz,
         health::readyz,
+        health::metrics,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

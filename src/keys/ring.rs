@@ -141,6 +141,11 @@ impl KeySet {
 
     /// The key that signs at `now`, computed from the stored times at each call, so replicas
     /// switch at the same second even while they hold the key set in their caches.
+    /// Seconds the key that signs at `now` has been signing.
+    pub fn signing_key_age(&self, now: i64) -> Option<i64> {
+        lifecycle::signing_key(&self.rows, now).map(|row| now.saturating_sub(row.signs_from))
+    }
+
     pub fn signing_kid(&self, now: i64) -> Option<&str> {
         lifecycle::signing_key(&self.rows, now).map(|row| row.kid.as_str())
     }

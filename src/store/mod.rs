@@ -33,6 +33,13 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(SqlitePool),
@@ -105,6 +112,15 @@ impl Store {
     /// True when the database answers a trivial query (readiness).
     pub async fn ping(&self) -> bool {
         on_pool!(self, pool => sqlx::query("select 1").execute(pool).await.is_ok())
+    }
+
+    /// Connections open, idle, and the most allowed (for the metrics).
+    pub fn pool_stats(&self) -> PoolStats {
+        on_pool!(self, pool => PoolStats {
+            size: pool.size(),
+            idle: pool.num_idle(),
+            max: pool.options().get_max_connections(),
+        })
     }
 
     pub async fn close(&self) {

@@ -39,10 +39,14 @@ pub struct PasswordHasher {
     waiting: AtomicUsize,
     max_waiting: usize,
     queue_timeout: Duration,
+    /// Told how long each hash waited for its slot (the metrics' histogram).
+    wait_observer: Option<WaitObserver>,
     /// A real hash of a random password, checked for unknown users so that they cost the same
     /// work as a wrong password (no timing oracle for which usernames exist).
     dummy_hash: String,
 }
+
+pub type WaitObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
 /// How long a client is asked to wait before retrying a saturated hasher.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -71,8 +75,14 @@ impl PasswordHasher {
             waiting: AtomicUsize::new(0),
             max_waiting,
             queue_timeout,
+            wait_observer: None,
             dummy_hash,
         })
+    }
+
+    pub fn with_wait_observer(mut self, observer: WaitObserver) -> Self {
+        self.wait_observer = Some(observer);
+        self
     }
 
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
@@ -132,6 +142,7 @@ impl PasswordHasher {
         F: FnOnce() -> Result<T, HashError> + Send + 'static,
         T: Send + 'static,
     {
+        let started = std::time::Instant::now();
         let waiting = self.waiting.fetch_add(1, Ordering::AcqRel) + 1;
         let permit = if waiting > self.max_waiting {
             Err(HashError::Busy {
@@ -152,6 +163,9 @@ impl PasswordHasher {
             }
         };
         self.waiting.fetch_sub(1, Ordering::AcqRel);
+        if let Some(observe) = &self.wait_observer {
+            observe(started.elapsed());
+        }
         let permit = permit?;
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {

@@ -425,6 +425,43 @@ async fn a_scope_of_another_client_is_invalid_scope() {
 }
 
 #[tokio::test]
+async fn scopes_are_case_sensitive() {
+    let app = TestApp::spawn().await;
+    let (username, password, _) = app.signup_new_user().await;
+
+    // RFC 6749 §3.3: scope tokens are case-sensitive strings.
+    let response = app
+        .password_grant(&username, &password, Some("OpenID profile"))
+        .await;
+
+    assert_error(response, StatusCode::BAD_REQUEST, "invalid_scope").await;
+}
+
+#[tokio::test]
+async fn basic_for_one_client_and_another_client_id_in_the_form_is_refused() {
+    let app = TestApp::spawn().await;
+    let first = app.confidential_client().await;
+    let second = app.confidential_client().await;
+
+    let response = post_raw(
+        &app,
+        &format!(
+            "grant_type=client_credentials&client_id={}",
+            second.client_id
+        ),
+        Some(&basic_authorization(&first.client_id, first.secret())),
+    )
+    .await;
+
+    let (status, body) = assert_json_error(response).await;
+    assert!(
+        (status == StatusCode::BAD_REQUEST && body["error"] == "invalid_request")
+            || (status == StatusCode::UNAUTHORIZED && body["error"] == "invalid_client"),
+        "two different clients in one request: {status}: {body}"
+    );
+}
+
+#[tokio::test]
 async fn token_errors_are_not_cached() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;

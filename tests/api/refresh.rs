@@ -5,7 +5,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    ClientAuth, TestApp, assert_error, assert_json_error, ok_json, scope_set, str_of,
+    ClientAuth, TestApp, assert_error, assert_json_error, basic_authorization, ok_json, scope_set,
+    str_of,
 };
 
 /// A refresh, insisting on 200; answers the token response.
@@ -355,4 +356,75 @@ async fn an_expired_refresh_token_is_invalid_grant() {
         "expired",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_presentations_of_one_refresh_token_yield_at_most_one_new_token() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
+    let body = serde_urlencoded::to_string([
+        ("grant_type", "refresh_token"),
+        ("refresh_token", str_of(&tokens, "refresh_token")),
+    ])
+    .unwrap();
+    let authorization = basic_authorization(&client.client_id, client.secret());
+
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let request = app
+            .client
+            .post(app.url("/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("authorization", &authorization)
+            .body(body.clone());
+        attempts.spawn(async move { request.send().await.unwrap().status() });
+    }
+    let statuses = attempts.join_all().await;
+
+    let successes = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(
+        successes <= 1,
+        "one refresh token, one rotation: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST),
+        "200 or 400 invalid_grant: {statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_refresh_token_lifetime_counts_from_each_tokens_issue() {
+    let app = TestApp::spawn_with(&[("REFRESH_TOKEN_TTL", "4s")]).await;
+    let client = app.confidential_client().await;
+    let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
+
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let b = refresh_ok(&app, &client.basic(), str_of(&tokens, "refresh_token")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+
+    // 5 s after the first token, 2.5 s after B: B is still within its own 4 s (SPEC §5).
+    refresh_ok(&app, &client.basic(), str_of(&b, "refresh_token")).await;
+}
+
+#[tokio::test]
+async fn a_deleted_clients_refresh_token_no_longer_works() {
+    let app = TestApp::spawn().await;
+    let client = app.confidential_client().await;
+    let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
+    let output = app.cli(&["clients", "delete", &client.client_id]).await;
+    assert!(output.status.success());
+
+    let response = app
+        .refresh_as(&client.basic(), str_of(&tokens, "refresh_token"), None)
+        .await;
+
+    let (status, body) = assert_json_error(response).await;
+    assert!(
+        (status == StatusCode::UNAUTHORIZED && body["error"] == "invalid_client")
+            || (status == StatusCode::BAD_REQUEST && body["error"] == "invalid_grant"),
+        "{status}: {body}"
+    );
 }

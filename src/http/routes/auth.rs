@@ -12,7 +12,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{AppJson, BearerToken};
 use crate::state::AppState;
 use crate::tokens::Subject;
-use crate::users::{self, User};
+use crate::users::{self, User, UserError};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
@@ -84,6 +84,7 @@ pub async fn signup(
     )
     .await?;
     let session = start_session(&state, &user, now).await?;
+    state.metrics.token_issued("signup");
     Ok((StatusCode::CREATED, Json(session)))
 }
 
@@ -107,8 +108,15 @@ pub async fn signin(
         &credentials.username,
         &credentials.password,
     )
-    .await?;
-    Ok(Json(start_session(&state, &user, now).await?))
+    .await
+    .inspect_err(|error| {
+        if matches!(error, UserError::InvalidCredentials) {
+            state.metrics.signin_failed("signin");
+        }
+    })?;
+    let session = start_session(&state, &user, now).await?;
+    state.metrics.token_issued("signin");
+    Ok(Json(session))
 }
 
 /// Tokens for the first-party client, with all its scopes.

@@ -2,9 +2,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::http::error::ApiError;
+use crate::metrics::Sample;
 use crate::state::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -17,6 +20,36 @@ pub struct HealthResponse {
     responses((status = 200, description = "The process is alive", body = HealthResponse)))]
 pub async fn healthz() -> Json<HealthResponse> {
     Json(HealthResponse { status: "ok" })
+}
+
+/// Prometheus metrics, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let signing_key_age_seconds = match state.tokens.keys().load(now).await {
+        Ok(key_set) => key_set.signing_key_age(now.unix_timestamp()),
+        Err(_) => None,
+    };
+    let pool = state.store.pool_stats();
+    let text = state
+        .metrics
+        .render(Sample {
+            hash_queue_depth: state.hasher.queue_depth(),
+            pool_size: pool.size,
+            pool_idle: pool.idle,
+            pool_max: pool.max,
+            signing_key_age_seconds,
+        })
+        .map_err(|error| ApiError::internal(&error))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -105,7 +105,12 @@ pub async fn token(
                 request,
                 now,
             )
-            .await?
+            .await
+            .inspect_err(|error| {
+                if error.kind == OAuthErrorKind::InvalidGrant {
+                    state.metrics.signin_failed("password_grant");
+                }
+            })?
         }
         GrantType::RefreshToken => {
             let request = RefreshRequest {
@@ -119,5 +124,6 @@ pub async fn token(
             client_credentials::exchange(&state.tokens, &client, scope, now).await?
         }
     };
+    state.metrics.token_issued(grant.as_str());
     Ok(Json(issued.into()))
 }

@@ -1,0 +1,204 @@
+//! Prometheus metrics: one registry per application (no global state), served at `/metrics`.
+//!
+//! Counters and histograms move as requests are served; gauges that describe a state (the
+//! password-hashing queue, the database pool, the signing key's age) are sampled at each scrape.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    /// The route pattern (`/api/v1/auth/signin`), never the raw path: bounded cardinality.
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GrantLabels {
+    grant: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: HistogramFamily<HttpLabels>,
+    tokens_issued: Family<GrantLabels, Counter>,
+    signin_failures: Family<EndpointLabels, Counter>,
+    throttled: Family<ReasonLabels, Counter>,
+    hash_queue_depth: Gauge,
+    hash_wait: Histogram,
+    db_connections: Family<PoolLabels, Gauge>,
+    signing_key_age: Gauge,
+}
+
+/// What the `/metrics` handler samples just before encoding.
+pub struct Sample {
+    pub hash_queue_depth: usize,
+    pub pool_size: u32,
+    pub pool_idle: usize,
+    pub pool_max: u32,
+    pub signing_key_age_seconds: Option<i64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("user_auth");
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by method, route and status",
+            http_requests.clone(),
+        );
+        let http_duration: HistogramFamily<HttpLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency, by method, route and status",
+            http_duration.clone(),
+        );
+        let tokens_issued = Family::<GrantLabels, Counter>::default();
+        registry.register(
+            "tokens_issued",
+            "Token responses issued, by grant (password, refresh_token, client_credentials, signup, signin)",
+            tokens_issued.clone(),
+        );
+        let signin_failures = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "signin_failures",
+            "Failed sign-ins (wrong password or unknown user), by endpoint",
+            signin_failures.clone(),
+        );
+        let throttled = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "throttled_requests",
+            "Requests refused with 429 or 503 to protect the service, by reason",
+            throttled.clone(),
+        );
+        let hash_queue_depth = Gauge::default();
+        registry.register(
+            "password_hash_queue_depth",
+            "Requests waiting for a password-hashing slot",
+            hash_queue_depth.clone(),
+        );
+        let hash_wait = latency_histogram();
+        registry.register(
+            "password_hash_wait_seconds",
+            "Time spent waiting for a password-hashing slot",
+            hash_wait.clone(),
+        );
+        let db_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "db_pool_connections",
+            "Database pool connections: in_use, idle and max",
+            db_connections.clone(),
+        );
+        let signing_key_age = Gauge::default();
+        registry.register(
+            "signing_key_age_seconds",
+            "Seconds since the active signing key started signing",
+            signing_key_age.clone(),
+        );
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            tokens_issued,
+            signin_failures,
+            throttled,
+            hash_queue_depth,
+            hash_wait,
+            db_connections,
+            signing_key_age,
+        }
+    }
+
+    pub fn observe_http(&self, labels: HttpLabels, elapsed: Duration) {
+        if labels.status == 429 {
+            self.throttled_request("too_many_attempts");
+        } else if labels.status == 503 {
+            self.throttled_request("unavailable");
+        }
+        self.http_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    pub fn token_issued(&self, grant: &'static str) {
+        self.tokens_issued
+            .get_or_create(&GrantLabels { grant })
+            .inc();
+    }
+
+    pub fn signin_failed(&self, endpoint: &'static str) {
+        self.signin_failures
+            .get_or_create(&EndpointLabels { endpoint })
+            .inc();
+    }
+
+    fn throttled_request(&self, reason: &'static str) {
+        self.throttled.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn observe_hash_wait(&self, waited: Duration) {
+        self.hash_wait.observe(waited.as_secs_f64());
+    }
+
+    /// Samples the state gauges and encodes everything in the OpenMetrics text format, which
+    /// Prometheus scrapes natively.
+    pub fn render(&self, sample: Sample) -> Result<String, std::fmt::Error> {
+        let to_i64 = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        self.hash_queue_depth.set(to_i64(sample.hash_queue_depth));
+        let idle = to_i64(sample.pool_idle);
+        let size = i64::from(sample.pool_size);
+        for (state, value) in [
+            ("in_use", size.saturating_sub(idle)),
+            ("idle", idle),
+            ("max", i64::from(sample.pool_max)),
+        ] {
+            self.db_connections
+                .get_or_create(&PoolLabels { state })
+                .set(value);
+        }
+        self.signing_key_age
+            .set(sample.signing_key_age_seconds.unwrap_or(0));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
