@@ -44,8 +44,12 @@ pub struct Argon2Settings {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines, for a terminal.
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
+    /// Text on a terminal, JSON otherwise (a container): the default.
+    Auto,
 }
 
 #[derive(Debug)]
@@ -175,7 +179,7 @@ impl Config {
             request_timeout: vars.duration("REQUEST_TIMEOUT", "30s")?,
             shutdown_timeout: vars.duration("SHUTDOWN_TIMEOUT", "10s")?,
             log_format: match vars.string("LOG_FORMAT").as_deref() {
-                None => LogFormat::Text,
+                None => LogFormat::Auto,
                 Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
                 Some(other) => return Err(invalid("LOG_FORMAT", other, "must be text or json")),

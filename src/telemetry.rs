@@ -14,9 +14,20 @@ pub fn init(format: LogFormat) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    // A second initialisation (tests) is harmless: the first subscriber stays.
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    // A second initialisation (tests) is harmless: the first subscriber stays. In JSON, each
+    // line carries the fields of its spans, so the request id is on every line of a request.
+    let _ = if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
+    } else {
+        builder.try_init()
     };
 }

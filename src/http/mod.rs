@@ -88,6 +88,7 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(drop_unusable_request_id))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
                     let request_id = request
@@ -123,6 +124,23 @@ fn cors(origins: &[String]) -> CorsLayer {
         }))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// A client's `X-Request-Id` is kept for correlation only when it is short and plain; anything
+/// else is replaced by a fresh one, so a client cannot write arbitrary text into the logs.
+async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+    let usable = request.headers().get(&REQUEST_ID).is_some_and(|value| {
+        let bytes = value.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    });
+    if !usable {
+        request.headers_mut().remove(&REQUEST_ID);
+    }
+    next.run(request).await
 }
 
 /// Counts each request and its latency by route pattern and status.

@@ -20,6 +20,7 @@ mod oauth2_errors;
 mod operations;
 mod overload;
 mod password_grant_clients;
+mod production;
 mod refresh;
 mod resource_server;
 mod restart;
