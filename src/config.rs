@@ -59,6 +59,8 @@ pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
     pub cors_allowed_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` entry names the client (SPEC §5).
+    pub trusted_proxies: Vec<IpAddr>,
     /// `None` means "http://localhost:<bound port>", known only once the listener is bound.
     pub issuer: Option<String>,
     /// `None` means the issuer.
@@ -152,6 +154,7 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
+            trusted_proxies: vars.ip_list("TRUSTED_PROXIES")?,
             issuer: vars.url("ISSUER")?,
             token_audience: vars.string("TOKEN_AUDIENCE"),
             access_token_ttl: Duration::from_secs(access_minutes.saturating_mul(60)),
@@ -312,6 +315,21 @@ impl Vars<'_> {
             return Err(invalid(name, &value, "must be longer than zero"));
         }
         Ok(duration)
+    }
+
+    fn ip_list(&self, name: &'static str) -> Result<Vec<IpAddr>, ConfigError> {
+        let Some(list) = self.string(name) else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse()
+                    .map_err(|_| invalid(name, entry, "must be comma-separated IP addresses"))
+            })
+            .collect()
     }
 
     fn url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {

@@ -20,6 +20,7 @@ use crate::state::AppState;
 use crate::store::{Store, StoreError};
 use crate::tokens::{TokenIssuer, TokenSettings};
 use crate::users::hashing::{HashError, PasswordHasher};
+use crate::users::throttle::AddressLimiter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -137,6 +138,8 @@ impl Application {
             jwks_max_age: config.jwks_max_age,
             refresh_reuse_grace: config.refresh_reuse_grace,
             metrics,
+            signin_addresses: Arc::new(AddressLimiter::default()),
+            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         };
         let router = http::router(
             state,
@@ -171,7 +174,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let schedule = tokio::spawn(run_key_schedule(
+        let schedule = tokio::spawn(run_maintenance(
+            self.store.clone(),
             Arc::clone(&self.keys),
             Arc::clone(&self.clock),
             self.schedule_every,
@@ -208,14 +212,20 @@ impl Application {
     }
 }
 
-/// Every replica runs the rotation schedule; the database makes sure a key is created once.
-async fn run_key_schedule(keys: Arc<KeyRing>, clock: Arc<dyn Clock>, every: Duration) {
+/// Every replica runs the rotation schedule (the database makes sure a key is created once)
+/// and forgets sign-in failure streaks a day old.
+async fn run_maintenance(store: Store, keys: Arc<KeyRing>, clock: Arc<dyn Clock>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if let Err(error) = keys.run_schedule(clock.now()).await {
+        let now = clock.now();
+        if let Err(error) = keys.run_schedule(now).await {
             tracing::error!(%error, "key rotation schedule failed; retrying");
+        }
+        let day_ago = now.unix_timestamp().saturating_sub(86_400);
+        if let Err(error) = store.forget_signin_failures_before(day_ago).await {
+            tracing::warn!(%error, "could not forget old sign-in failures");
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::TokenIssuer;
 use crate::users::hashing::PasswordHasher;
+use crate::users::throttle::AddressLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -20,4 +21,6 @@ pub struct AppState {
     pub jwks_max_age: Duration,
     pub refresh_reuse_grace: Duration,
     pub metrics: Arc<Metrics>,
+    pub signin_addresses: Arc<AddressLimiter>,
+    pub trusted_proxies: Arc<Vec<std::net::IpAddr>>,
 }

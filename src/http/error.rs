@@ -58,6 +58,8 @@ pub enum ApiError {
     OAuth(#[from] OAuthError),
     #[error("the server is busy; retry shortly")]
     Busy { retry_after: Duration },
+    #[error("too many failed sign-ins; try again later")]
+    TooManyAttempts { retry_after: Duration },
     #[error("the server could not complete the request")]
     Internal,
 }
@@ -100,6 +102,9 @@ impl ApiError {
             ApiError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
             ApiError::OAuth(error) => (oauth_status(error.kind), error.kind.code()),
             ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            ApiError::TooManyAttempts { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+            }
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
     }
@@ -110,6 +115,7 @@ fn oauth_status(kind: OAuthErrorKind) -> StatusCode {
     match kind {
         OAuthErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
         OAuthErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        OAuthErrorKind::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
         OAuthErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         OAuthErrorKind::InvalidRequest
         | OAuthErrorKind::InvalidGrant
@@ -155,7 +161,9 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         let retry_after = match &self {
-            ApiError::Busy { retry_after } => Some(*retry_after),
+            ApiError::Busy { retry_after } | ApiError::TooManyAttempts { retry_after } => {
+                Some(*retry_after)
+            }
             ApiError::OAuth(error) => error.retry_after,
             _ => None,
         };
@@ -177,6 +185,7 @@ impl From<UserError> for ApiError {
             UserError::UsernameTaken => ApiError::UsernameTaken,
             UserError::InvalidCredentials => ApiError::InvalidCredentials,
             UserError::Disabled => ApiError::AccountDisabled,
+            UserError::Throttled { retry_after } => ApiError::TooManyAttempts { retry_after },
             UserError::Hashing(error) => error.into(),
             UserError::Store(error) => error.into(),
         }

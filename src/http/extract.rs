@@ -1,7 +1,9 @@
 //! Extractors that reject early, in our error format.
 
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
@@ -191,6 +193,46 @@ fn parse_basic(value: &[u8]) -> Result<(String, String), OAuthError> {
         return Err(invalid("malformed Basic credentials"));
     }
     Ok((id, unescape(secret)?))
+}
+
+/// The client's network address: the socket's peer, or, when that peer is a proxy listed in
+/// `TRUSTED_PROXIES`, the `X-Forwarded-For` entry it added (walking right to left past each
+/// trusted proxy). Entries a client wrote itself are never believed.
+pub struct ClientAddress(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+        let mut address = peer;
+        if state.trusted_proxies.contains(&peer) {
+            let forwarded = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .map(str::trim)
+                .collect::<Vec<_>>();
+            for entry in forwarded.into_iter().rev() {
+                if !state.trusted_proxies.contains(&address) {
+                    break;
+                }
+                match entry.parse::<IpAddr>() {
+                    Ok(hop) => address = hop,
+                    Err(_) => break,
+                }
+            }
+        }
+        Ok(ClientAddress(address))
+    }
 }
 
 /// A bearer token from `Authorization: Bearer <token>` (RFC 6750 §2.1).

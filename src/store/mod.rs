@@ -7,6 +7,7 @@
 mod clients;
 mod keys;
 mod refresh_tokens;
+mod throttle;
 mod users;
 
 use std::path::Path;

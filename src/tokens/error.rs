@@ -12,6 +12,8 @@ pub enum OAuthErrorKind {
     InvalidScope,
     /// RFC 6749 §4.1.2.1's code, used here for a saturated password hasher (503).
     TemporarilyUnavailable,
+    /// Failed sign-ins throttled (429, SPEC §5): not an RFC 6749 code, the same as sign-in's.
+    TooManyAttempts,
     ServerError,
 }
 
@@ -25,6 +27,7 @@ impl OAuthErrorKind {
             OAuthErrorKind::UnsupportedGrantType => "unsupported_grant_type",
             OAuthErrorKind::InvalidScope => "invalid_scope",
             OAuthErrorKind::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthErrorKind::TooManyAttempts => "too_many_attempts",
             OAuthErrorKind::ServerError => "server_error",
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod hashing;
 pub mod password;
+pub mod throttle;
 pub mod username;
 
 use time::OffsetDateTime;
@@ -47,6 +48,9 @@ pub enum UserError {
     /// Only ever returned after the correct password.
     #[error("account is disabled")]
     Disabled,
+    /// Too many failed sign-ins for this account or address: try again after `retry_after`.
+    #[error("too many failed sign-ins; try again later")]
+    Throttled { retry_after: std::time::Duration },
     #[error(transparent)]
     Hashing(#[from] HashError),
     #[error(transparent)]

@@ -27,6 +27,7 @@ mod restart;
 mod revocation;
 mod signin;
 mod signup;
+mod throttling;
 mod token_password_grant;
 mod userinfo;
 mod users_cli;

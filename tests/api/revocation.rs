@@ -305,6 +305,13 @@ async fn revoking_another_clients_tokens_answers_200_and_leaves_them_valid() {
 
     assert_eq!(refresh.status(), StatusCode::OK);
     assert_eq!(access.status(), StatusCode::OK);
+    let public = app.public_client().await;
+    for revoker in [public.post(), ClientAuth::None] {
+        for token in ["refresh_token", "access_token"] {
+            let response = app.revoke_as(&revoker, str_of(&tokens, token)).await;
+            assert_eq!(response.status(), StatusCode::OK, "{revoker:?} {token}");
+        }
+    }
     assert_eq!(
         app.me(str_of(&tokens, "access_token")).await.status(),
         StatusCode::OK,
@@ -338,6 +345,17 @@ async fn a_revocation_with_a_wrong_secret_is_invalid_client_and_revokes_nothing(
             .await,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_revocation_by_an_unknown_client_is_invalid_client() {
+    let app = TestApp::spawn().await;
+
+    let response = app
+        .revoke_as(&ClientAuth::post("no-such-client", None), "anything")
+        .await;
+
+    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_client").await;
 }
 
 #[tokio::test]

@@ -9,10 +9,10 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{AppJson, BearerToken};
+use crate::http::extract::{AppJson, BearerToken, ClientAddress};
 use crate::state::AppState;
 use crate::tokens::Subject;
-use crate::users::{self, User, UserError};
+use crate::users::{self, User, UserError, throttle};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
@@ -94,19 +94,24 @@ pub async fn signup(
         (status = 200, description = "Signed in", body = SessionResponse),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password, alike", body = ErrorBody),
         (status = 403, description = "`account_disabled`, only after a correct password", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: failed sign-ins throttled; see Retry-After", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Missing or mistyped field", body = ErrorBody),
         (status = 503, description = "Password hasher saturated; see Retry-After", body = ErrorBody)))]
 pub async fn signin(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     AppJson(credentials): AppJson<Credentials>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     let now = state.clock.now();
-    let user = users::authenticate(
+    let user = throttle::authenticate(
         &state.store,
         &state.hasher,
+        &state.signin_addresses,
+        address,
         &credentials.username,
         &credentials.password,
+        now,
     )
     .await
     .inspect_err(|error| {

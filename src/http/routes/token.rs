@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::clients::GrantType;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{OAuthForm, authenticate_client};
+use crate::http::extract::{ClientAddress, OAuthForm, authenticate_client};
 use crate::state::AppState;
 use crate::tokens::IssuedTokens;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
@@ -74,6 +74,7 @@ impl From<IssuedTokens> for TokenResponse {
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,
+    ClientAddress(address): ClientAddress,
     form: OAuthForm,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let grant_type = form.require("grant_type")?;
@@ -93,6 +94,7 @@ pub async fn token(
     let issued = match grant {
         GrantType::Password => {
             let request = PasswordRequest {
+                address,
                 username: form.require("username")?,
                 password: form.require("password")?,
                 scope,
@@ -100,6 +102,7 @@ pub async fn token(
             password::exchange(
                 &state.store,
                 &state.hasher,
+                &state.signin_addresses,
                 &state.tokens,
                 &client,
                 request,

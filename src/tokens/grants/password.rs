@@ -7,10 +7,14 @@ use crate::store::Store;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::scope::Scope;
 use crate::tokens::{IssuedTokens, Subject, TokenIssuer};
+use crate::users::UserError;
 use crate::users::hashing::{HashError, PasswordHasher};
-use crate::users::{self, UserError};
+use crate::users::throttle::{self, AddressLimiter};
+use std::net::IpAddr;
 
 pub struct PasswordRequest<'a> {
+    /// The client's network address, for the per-address sign-in throttle.
+    pub address: IpAddr,
     pub username: &'a str,
     pub password: &'a str,
     pub scope: Option<Scope>,
@@ -19,6 +23,7 @@ pub struct PasswordRequest<'a> {
 pub async fn exchange(
     store: &Store,
     hasher: &PasswordHasher,
+    addresses: &AddressLimiter,
     issuer: &TokenIssuer,
     client: &Client,
     request: PasswordRequest<'_>,
@@ -26,34 +31,49 @@ pub async fn exchange(
 ) -> Result<IssuedTokens, OAuthError> {
     client.require_grant(GrantType::Password)?;
     let scope = client.grant_scope(request.scope)?;
-    let user = users::authenticate(store, hasher, request.username, request.password)
-        .await
-        .map_err(|error| match error {
-            UserError::InvalidCredentials
-            | UserError::InvalidUsername(_)
-            | UserError::InvalidPassword(_)
-            | UserError::UsernameTaken => {
-                OAuthError::new(OAuthErrorKind::InvalidGrant, "invalid username or password")
-            }
-            UserError::Disabled => {
-                OAuthError::new(OAuthErrorKind::InvalidGrant, "the account is disabled")
-            }
-            UserError::Hashing(HashError::Busy { retry_after }) => OAuthError {
-                retry_after: Some(retry_after),
-                ..OAuthError::new(
-                    OAuthErrorKind::TemporarilyUnavailable,
-                    "the server is busy; retry shortly",
-                )
-            },
-            UserError::Hashing(HashError::Failed(reason)) => {
-                tracing::error!(%reason, "password verification failed");
-                OAuthError::server_error()
-            }
-            UserError::Store(error) => {
-                tracing::error!(%error, "database error during the password grant");
-                OAuthError::server_error()
-            }
-        })?;
+    let user = throttle::authenticate(
+        store,
+        hasher,
+        addresses,
+        request.address,
+        request.username,
+        request.password,
+        now,
+    )
+    .await
+    .map_err(|error| match error {
+        UserError::InvalidCredentials
+        | UserError::InvalidUsername(_)
+        | UserError::InvalidPassword(_)
+        | UserError::UsernameTaken => {
+            OAuthError::new(OAuthErrorKind::InvalidGrant, "invalid username or password")
+        }
+        UserError::Throttled { retry_after } => OAuthError {
+            retry_after: Some(retry_after),
+            ..OAuthError::new(
+                OAuthErrorKind::TooManyAttempts,
+                "too many failed sign-ins; try again later",
+            )
+        },
+        UserError::Disabled => {
+            OAuthError::new(OAuthErrorKind::InvalidGrant, "the account is disabled")
+        }
+        UserError::Hashing(HashError::Busy { retry_after }) => OAuthError {
+            retry_after: Some(retry_after),
+            ..OAuthError::new(
+                OAuthErrorKind::TemporarilyUnavailable,
+                "the server is busy; retry shortly",
+            )
+        },
+        UserError::Hashing(HashError::Failed(reason)) => {
+            tracing::error!(%reason, "password verification failed");
+            OAuthError::server_error()
+        }
+        UserError::Store(error) => {
+            tracing::error!(%error, "database error during the password grant");
+            OAuthError::server_error()
+        }
+    })?;
     let subject = Subject {
         user: &user,
         auth_time: now.unix_timestamp(),
