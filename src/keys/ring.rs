@@ -105,6 +105,9 @@ pub struct KeySet {
     rows: Vec<SigningKeyRow>,
     entries: Vec<KeyEntry>,
     jwks: Jwks,
+    /// The key that signed when `jwks` was rendered, listed first in it.
+    rendered_for: Option<String>,
+    lifetimes: Lifetimes,
 }
 
 impl KeySet {
@@ -127,11 +130,15 @@ impl KeySet {
                 .map_err(|e| unusable(e.to_string()))?;
             entries.push(KeyEntry { public, verifier });
         }
-        let jwks = render_jwks(&rows, &entries, now, &settings.lifetimes());
+        let lifetimes = settings.lifetimes();
+        let jwks = render_jwks(&rows, &entries, now, &lifetimes);
+        let rendered_for = lifecycle::signing_key(&rows, now).map(|row| row.kid.clone());
         Ok(KeySet {
             rows,
             entries,
             jwks,
+            rendered_for,
+            lifetimes,
         })
     }
 
@@ -159,8 +166,15 @@ impl KeySet {
             .map(|(_, entry)| &entry.verifier)
     }
 
-    pub fn jwks(&self) -> &Jwks {
-        &self.jwks
+    /// The JWKS as served at `now`: the one rendered with the key set, unless a switch came
+    /// since (within the cache TTL), when the new signing key must come first at once.
+    pub fn jwks(&self, now: i64) -> std::borrow::Cow<'_, Jwks> {
+        let signing = lifecycle::signing_key(&self.rows, now).map(|row| row.kid.as_str());
+        if signing == self.rendered_for.as_deref() {
+            std::borrow::Cow::Borrowed(&self.jwks)
+        } else {
+            std::borrow::Cow::Owned(render_jwks(&self.rows, &self.entries, now, &self.lifetimes))
+        }
     }
 }
 

@@ -110,9 +110,14 @@ impl Store {
         Ok(())
     }
 
-    /// True when the database answers a trivial query (readiness).
+    /// True when the database answers a trivial query within 2 s (readiness: a probe must get
+    /// its answer before its own timeout, not wait for the pool's).
     pub async fn ping(&self) -> bool {
-        on_pool!(self, pool => sqlx::query("select 1").execute(pool).await.is_ok())
+        let query =
+            async { on_pool!(self, pool => sqlx::query("select 1").execute(pool).await.is_ok()) };
+        tokio::time::timeout(Duration::from_secs(2), query)
+            .await
+            .unwrap_or(false)
     }
 
     /// Connections open, idle, and the most allowed (for the metrics).

@@ -207,6 +207,35 @@ async fn within_the_grace_window_the_same_client_may_retry_and_the_family_lives_
 }
 
 #[tokio::test]
+async fn the_grace_window_does_not_revive_a_revoked_family() {
+    let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE", "30s")]).await;
+    let client = app.confidential_client().await;
+    let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
+    let a = str_of(&tokens, "refresh_token").to_owned();
+    let b = str_of(
+        &refresh_ok(&app, &client.basic(), &a).await,
+        "refresh_token",
+    )
+    .to_owned();
+    let revoke = app.revoke_as(&client.basic(), &b).await;
+    assert_eq!(revoke.status(), StatusCode::OK);
+
+    assert_refresh_invalid_grant(&app, &client.basic(), &a, "the family was revoked").await;
+}
+
+#[tokio::test]
+async fn the_grace_window_does_not_serve_a_disabled_user() {
+    let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE", "30s")]).await;
+    let client = app.confidential_client().await;
+    let (username, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
+    let a = str_of(&tokens, "refresh_token").to_owned();
+    refresh_ok(&app, &client.basic(), &a).await;
+    app.disable_user(&username).await;
+
+    assert_refresh_invalid_grant(&app, &client.basic(), &a, "the user is disabled").await;
+}
+
+#[tokio::test]
 async fn after_the_grace_window_a_retry_ends_the_family() {
     let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE", "1s")]).await;
     let client = app.confidential_client().await;

@@ -31,8 +31,9 @@ pub struct JwkDocument {
         (status = 200, description = "The JSON Web Key Set", body = JwksDocument),
         (status = 304, description = "Unchanged since the ETag in If-None-Match")))]
 pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let key_set = state.tokens.keys().load(state.clock.now()).await?;
-    let jwks = key_set.jwks();
+    let now = state.clock.now();
+    let key_set = state.tokens.keys().load(now).await?;
+    let jwks = key_set.jwks(now.unix_timestamp());
     let cache_control = format!(
         "public, max-age={}, must-revalidate",
         state.jwks_max_age.as_secs()
