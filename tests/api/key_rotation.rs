@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestDatabase, jwt_parts, random_kek, try_verify_with_jwks};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_user-auth-service");
+use crate::helpers::{
+    ServerProcess, TestApp, TestDatabase, binary_command, free_port, jwt_parts, random_kek,
+    try_verify_with_jwks,
+};
 
 /// Fast settings: a key signs for 4 s, is published 2 s ahead, verifiers cache the JWKS 1 s.
 const FAST_ROTATION: &[(&str, &str)] = &[
@@ -116,64 +117,28 @@ async fn for_a_minute_of_rotations_no_token_carries_a_kid_a_cached_jwks_lacks_an
     assert!(largest <= 24, "the JWKS grew to {largest} keys");
 }
 
-/// A server process of the real binary; killed when dropped.
-struct Replica {
-    child: Option<Child>,
-    base: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap()
-}
-
-fn command(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.env_clear().current_dir(dir).args(args);
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command
-}
-
-async fn start_replica(dir: &Path, vars: &[(&str, String)], client: &reqwest::Client) -> Replica {
+async fn start_replica(dir: &Path, vars: &[(&str, String)]) -> ServerProcess {
     let port = free_port();
-    let mut vars = vars.to_vec();
-    vars.push(("PORT", port.to_string()));
-    let child = command(dir, &vars, &["serve"])
+    let port_text = port.to_string();
+    let mut pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    pairs.push(("PORT", &port_text));
+    let child = binary_command(dir, &pairs, &["serve"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start a replica");
-    let replica = Replica {
+    let mut replica = ServerProcess {
         child: Some(child),
         base: format!("http://127.0.0.1:{port}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{}/readyz", replica.base)).send().await
-            && response.status() == StatusCode::OK
-        {
-            return replica;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("a replica did not become ready within 60 s");
+    replica.wait_ready().await;
+    replica
+}
+
+fn command(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Command {
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    binary_command(dir, &pairs, args)
 }
 
 async fn token_from(
@@ -229,9 +194,9 @@ async fn replicas_on_one_database_rotate_once_verify_each_others_tokens_and_swit
     ];
     let client = reqwest::Client::new();
     // The first replica makes the first key; the others start on the same database.
-    let mut replicas = vec![start_replica(dir.path(), &vars, &client).await];
+    let mut replicas = vec![start_replica(dir.path(), &vars).await];
     for _ in 0..2 {
-        replicas.push(start_replica(dir.path(), &vars, &client).await);
+        replicas.push(start_replica(dir.path(), &vars).await);
     }
 
     let username = "replicated";

@@ -2,15 +2,16 @@
 //! secrets, graceful shutdown on SIGTERM, and a start from a read-only file system.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDatabase, random_kek, strong_password, unique_username};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_user-auth-service");
+use crate::helpers::{
+    BINARY, ServerProcess, TestApp, TestDatabase, binary_command, free_port, random_kek,
+    strong_password, unique_username,
+};
 
 /// Sample value of `name` with all of `labels`, from a parsed scrape; 0 when absent.
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -125,83 +126,24 @@ async fn the_metrics_parse_as_prometheus_text_and_move_with_requests() {
     );
 }
 
-/// A server process of the real binary, with its stderr in a file; killed when dropped.
-struct Server {
-    child: Option<Child>,
-    base: String,
-}
-
-impl Server {
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        let child = self.child.as_mut().unwrap();
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap()
-}
-
-async fn wait_ready(base: &str) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(response) = client.get(format!("{base}/readyz")).send().await
-            && response.status() == StatusCode::OK
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the server at {base} did not become ready within 60 s");
-}
-
-async fn start_server(dir: &Path, vars: &[(&str, &str)], log: &Path) -> Server {
+/// The real binary serving on a free port, its output in `log`, once ready.
+async fn start_server(dir: &Path, vars: &[(&str, &str)], log: &Path) -> ServerProcess {
     let port = free_port();
+    let port_text = port.to_string();
+    let mut pairs = vec![("HOST", "127.0.0.1"), ("PORT", port_text.as_str())];
+    pairs.extend_from_slice(vars);
     let log = std::fs::File::create(log).unwrap();
-    let mut command = Command::new(BINARY);
-    command
-        .env_clear()
-        .current_dir(dir)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
+    let child = binary_command(dir, &pairs, &[])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    let server = Server {
-        child: Some(command.spawn().expect("start the server")),
+        .stderr(log)
+        .spawn()
+        .expect("start the server");
+    let mut server = ServerProcess {
+        child: Some(child),
         base: format!("http://127.0.0.1:{port}"),
     };
-    wait_ready(&server.base).await;
+    server.wait_ready().await;
     server
 }
 
@@ -430,7 +372,7 @@ exec "$BINARY" serve"#;
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut server = Server {
+    let mut server = ServerProcess {
         child: Some(child),
         base: format!("http://127.0.0.1:{port}"),
     };
