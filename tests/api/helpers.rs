@@ -149,6 +149,30 @@ pub struct TestAppBuilder {
     database: Option<Arc<TestDatabase>>,
     kek: Option<String>,
     vars: Vec<(String, String)>,
+    clock: Option<Arc<MovableClock>>,
+}
+
+/// A clock a test moves forward, so expiry is tested without sleeping (the service takes its
+/// time from the clock in its state).
+#[derive(Default)]
+pub struct MovableClock {
+    ahead_seconds: std::sync::atomic::AtomicI64,
+}
+
+impl MovableClock {
+    pub fn advance(&self, by: Duration) {
+        self.ahead_seconds.fetch_add(
+            i64::try_from(by.as_secs()).unwrap(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
+impl user_auth_service::clock::Clock for MovableClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+            + time::Duration::seconds(self.ahead_seconds.load(std::sync::atomic::Ordering::SeqCst))
+    }
 }
 
 impl TestAppBuilder {
@@ -161,6 +185,12 @@ impl TestAppBuilder {
     /// Use this `KEY_ENCRYPTION_KEY`; by default a random one.
     pub fn kek(mut self, kek: impl Into<String>) -> Self {
         self.kek = Some(kek.into());
+        self
+    }
+
+    /// Run the service on a clock the test moves.
+    pub fn clock(mut self, clock: Arc<MovableClock>) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -202,7 +232,11 @@ impl TestAppBuilder {
         let lookup_vars = vars.clone();
         let config = Config::from_lookup(move |name| lookup_vars.get(name).cloned())
             .map_err(|e| format!("{e} ({e:?})"))?;
-        let application = Application::build(config)
+        let clock: Arc<dyn user_auth_service::clock::Clock> = match self.clock {
+            Some(clock) => clock,
+            None => Arc::new(user_auth_service::clock::SystemClock),
+        };
+        let application = Application::build_with_clock(config, clock)
             .await
             .map_err(|e| format!("{e} ({e:?})"))?;
         let addr = application.local_addr();

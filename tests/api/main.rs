@@ -10,6 +10,7 @@ mod concurrency;
 mod config_and_cli;
 mod discovery;
 mod errors_and_limits;
+mod hostile_tokens;
 mod introspection;
 mod jwks_and_verification;
 mod key_rotation;
