@@ -219,6 +219,9 @@ pub struct KeyRing {
     keks: KeyEncryptionKeys,
     settings: KeyRingSettings,
     key_set: Cache<(), Arc<KeySet>>,
+    /// The last key set read, served when the database cannot be read: the JWKS and the
+    /// verification of tokens keep working through a database outage.
+    last_good: std::sync::RwLock<Option<Arc<KeySet>>>,
     signers: Cache<String, Arc<RsassaJwsSigner>>,
 }
 
@@ -231,6 +234,7 @@ impl KeyRing {
                 .max_capacity(1)
                 .time_to_live(settings.cache_ttl)
                 .build(),
+            last_good: std::sync::RwLock::new(None),
             // A handful of keys exist at once (next, active, retired); decrypted ones stay ready.
             signers: Cache::builder().max_capacity(16).build(),
             settings,
@@ -426,19 +430,40 @@ impl KeyRing {
     pub async fn load(&self, now: OffsetDateTime) -> Result<Arc<KeySet>, KeyError> {
         let settings = &self.settings;
         let store = &self.store;
-        self.key_set
+        let loaded = self
+            .key_set
             .try_get_with((), async move {
                 let rows = store.signing_keys().await?;
                 KeySet::build(rows, now.unix_timestamp(), settings).map(Arc::new)
             })
-            .await
-            .map_err(|error: Arc<KeyError>| match Arc::try_unwrap(error) {
-                Ok(error) => error,
-                Err(shared) => KeyError::Unusable {
-                    kid: String::new(),
-                    reason: shared.to_string(),
-                },
-            })
+            .await;
+        match loaded {
+            Ok(key_set) => {
+                if let Ok(mut last_good) = self.last_good.write() {
+                    *last_good = Some(Arc::clone(&key_set));
+                }
+                Ok(key_set)
+            }
+            Err(error) => {
+                let stale = self.last_good.read().ok().and_then(|last| last.clone());
+                match stale {
+                    Some(stale) => {
+                        tracing::warn!(%error, "key set unreadable: serving the last one read");
+                        // Cached again for a TTL, so that requests do not each wait on the
+                        // database while it is down.
+                        self.key_set.insert((), Arc::clone(&stale)).await;
+                        Ok(stale)
+                    }
+                    None => Err(match Arc::try_unwrap(error) {
+                        Ok(error) => error,
+                        Err(shared) => KeyError::Unusable {
+                            kid: String::new(),
+                            reason: shared.to_string(),
+                        },
+                    }),
+                }
+            }
+        }
     }
 
     /// The ready-to-use signer of `kid`, decrypted and parsed once per process.

@@ -1,0 +1,89 @@
+//! A database that stops answering: the service says 503 with Retry-After (never 500, never a
+//! hang), keeps serving the JWKS and liveness, reports not-ready, and recovers by itself.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sqlx::{Connection as _, Executor as _};
+
+use crate::helpers::{TestApp, assert_error, header};
+
+async fn admin(sql: String) {
+    let url = std::env::var("TEST_DATABASE_URL").unwrap();
+    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
+    connection.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
+    connection.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_an_outage_gives_503s_keeps_the_jwks_and_recovers_by_itself() {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        eprintln!("this test needs TEST_DATABASE_URL (PostgreSQL): nothing to check on SQLite");
+        return;
+    };
+    if !url.starts_with("postgres") {
+        return;
+    }
+    let app = TestApp::spawn_with(&[("KEY_CACHE_TTL", "1s")]).await;
+    let (username, password, _) = app.signup_new_user().await;
+    let name = app
+        .database_url()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get("/.well-known/jwks.json").await.status(),
+        StatusCode::OK
+    );
+
+    // The outage: no new connection is allowed, and every open one is cut.
+    admin(format!(
+        r#"alter database "{name}" allow_connections false"#
+    ))
+    .await;
+    admin(format!(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = '{name}' and pid <> pg_backend_pid()"
+    ))
+    .await;
+    // Past the key cache's TTL, so the JWKS below cannot come from the cache alone.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let started = Instant::now();
+    let response = app.signin_response(&username, &password).await;
+    let retry_after = header(&response, "retry-after");
+    assert_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+    )
+    .await;
+    assert!(retry_after.parse::<u64>().is_ok_and(|s| s >= 1));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the refusal came at once, not after a hang"
+    );
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    // Resource servers keep verifying: the JWKS is served from the last key set read.
+    let jwks = app.get("/.well-known/jwks.json").await;
+    assert_eq!(jwks.status(), StatusCode::OK);
+
+    // The database comes back: the service recovers with no restart.
+    admin(format!(r#"alter database "{name}" allow_connections true"#)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = app.signin_response(&username, &password).await;
+        if response.status() == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+}
