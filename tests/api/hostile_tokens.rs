@@ -154,3 +154,39 @@ async fn a_token_not_valid_yet_is_refused() {
         .await;
     assert_refused_everywhere(&app, &token, "a token from the future").await;
 }
+
+#[tokio::test]
+async fn tokens_for_another_issuer_or_audience_and_id_tokens_are_refused_everywhere() {
+    let app = TestApp::spawn().await;
+    // Two services sharing this one's keys (same database and key-encryption key) but not
+    // its issuer or audience: their genuine signatures verify, their claims do not fit.
+    let other_issuer = TestApp::builder()
+        .database(app.database.clone())
+        .kek(app.kek.clone())
+        .var("ISSUER", "https://other.example")
+        .var("TOKEN_AUDIENCE", &app.audience)
+        .spawn()
+        .await;
+    let token = genuine_token(&other_issuer).await;
+    assert_refused_everywhere(&app, &token, "another issuer").await;
+    let other_audience = TestApp::builder()
+        .database(app.database.clone())
+        .kek(app.kek.clone())
+        .var("ISSUER", &app.issuer)
+        .var("TOKEN_AUDIENCE", "https://another-api.example")
+        .spawn()
+        .await;
+    let token = genuine_token(&other_audience).await;
+    assert_refused_everywhere(&app, &token, "another audience").await;
+
+    // An ID token is signed by the same key but is not an access token (RFC 9068 typ).
+    let (username, password, _) = app.signup_new_user().await;
+    let grant: Value = app
+        .password_grant(&username, &password, Some("openid"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id_token = grant["id_token"].as_str().unwrap();
+    assert_refused_everywhere(&app, id_token, "an ID token").await;
+}

@@ -1,0 +1,139 @@
+//! A replica killed with SIGKILL in the middle of a signup flood loses no signup it answered
+//! with 201: an answer is sent only after the commit.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::Connection as _;
+
+use crate::helpers::{
+    ServerProcess, TestDatabase, binary_command, free_port, random_kek, strong_password,
+    unique_username,
+};
+
+async fn start(dir: &std::path::Path, database: &TestDatabase, kek: &str) -> ServerProcess {
+    let port = free_port();
+    let port_text = port.to_string();
+    let vars = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", port_text.as_str()),
+        ("DATABASE_URL", database.url.as_str()),
+        ("KEY_ENCRYPTION_KEY", kek),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+        ("PASSWORD_HASH_QUEUE_TIMEOUT", "30s"),
+    ];
+    let child = binary_command(dir, &vars, &["serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the server");
+    let mut server = ServerProcess {
+        child: Some(child),
+        base: format!("http://127.0.0.1:{port}"),
+    };
+    server.wait_ready().await;
+    server
+}
+
+async fn users_in_database(url: &str) -> i64 {
+    let query = "select count(*) from users";
+    if url.starts_with("postgres") {
+        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+        let (count,): (i64,) = sqlx::query_as(query)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        count
+    } else {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let (count,): (i64,) = sqlx::query_as(query)
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        count
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kek = random_kek();
+    let mut server = start(dir.path(), &database, &kek).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    // A flood of signups, 16 at a time, for as long as the server lives.
+    let base = Arc::new(server.base.clone());
+    let mut flood = Vec::new();
+    for _ in 0..16 {
+        let client = client.clone();
+        let base = Arc::clone(&base);
+        flood.push(tokio::spawn(async move {
+            let mut answered = Vec::new();
+            for _ in 0..200 {
+                let username = unique_username();
+                let password = strong_password();
+                let result = client
+                    .post(format!("{base}/api/v1/auth/signup"))
+                    .json(&json!({"username": username, "password": password}))
+                    .send()
+                    .await;
+                match result {
+                    Ok(response) if response.status() == StatusCode::CREATED => {
+                        answered.push((username, password));
+                    }
+                    Ok(response) => panic!("unexpected status {}", response.status()),
+                    // The server died under this request: no answer, no promise.
+                    Err(_) => break,
+                }
+            }
+            answered
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut answered = Vec::new();
+    for task in flood {
+        answered.extend(task.await.unwrap());
+    }
+    drop(server);
+    assert!(
+        answered.len() >= 10,
+        "the flood got going before the kill: {}",
+        answered.len()
+    );
+
+    // After recovery every answered signup is there, and can sign in.
+    let found = users_in_database(&database.url).await;
+    println!(
+        "signups answered 201: {}; users found in the database after recovery: {found}",
+        answered.len()
+    );
+    assert!(
+        found >= i64::try_from(answered.len()).unwrap(),
+        "{} answered, {found} stored",
+        answered.len()
+    );
+    let restarted = start(dir.path(), &database, &kek).await;
+    for (username, password) in &answered {
+        let response = client
+            .post(format!("{}/api/v1/auth/signin", restarted.base))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{username} was lost");
+    }
+}
