@@ -64,7 +64,7 @@ async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
     let database = TestDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
     let kek = random_kek();
-    let mut server = start(dir.path(), &database, &kek).await;
+    let server = start(dir.path(), &database, &kek).await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
