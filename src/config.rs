@@ -223,18 +223,19 @@ impl Config {
 
 /// Parses `30s`, `15m`, `12h`, `30d` (SPEC §5). A bare number is refused: the unit is never guessed.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.len().checked_sub(1)?;
-    let (number, unit) = text.split_at(split);
+    let mut chars = text.trim().chars();
+    // The unit is the last character, which may be several bytes long in a bad value.
+    let unit = chars.next_back()?;
+    let number = chars.as_str();
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let number: u64 = number.parse().ok()?;
     let seconds_per_unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
         _ => return None,
     };
     number
@@ -419,6 +420,19 @@ mod tests {
             "99999999999999999999d",
         ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_round_trip_through_their_written_form(seconds in 0u64..10_000_000) {
+            let written = format_duration(Duration::from_secs(seconds));
+            proptest::prop_assert_eq!(parse_duration(&written), Some(Duration::from_secs(seconds)));
+        }
+
+        #[test]
+        fn any_text_is_a_duration_or_refused_without_panicking(raw in "\\PC{0,30}") {
+            let _ = parse_duration(&raw);
         }
     }
 

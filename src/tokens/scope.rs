@@ -64,4 +64,15 @@ mod tests {
         assert_eq!(Scope::parse("bad\"quote"), Err(ScopeSyntaxError));
         assert!(Scope::parse("").unwrap().is_empty());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_scope_text_parses_or_is_refused_and_round_trips(raw in "\\PC{0,200}") {
+            if let Ok(scope) = Scope::parse(&raw) {
+                let again = Scope::parse(&scope.to_string()).unwrap();
+                proptest::prop_assert_eq!(&again, &scope);
+                proptest::prop_assert!(scope.is_subset_of(&again));
+            }
+        }
+    }
 }

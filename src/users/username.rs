@@ -105,4 +105,25 @@ mod tests {
         assert!(Username::parse(&"é".repeat(64)).is_ok());
         assert_eq!(Username::parse(&"a".repeat(65)), Err(UsernameError::Length));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_is_refused_without_panicking_and_parsing_is_stable(raw in "\\PC{0,80}") {
+            if let Ok(username) = Username::parse(&raw) {
+                // What was accepted is accepted again as itself, with the same key.
+                let again = Username::parse(username.as_str()).unwrap();
+                proptest::prop_assert_eq!(again.key(), username.key());
+                proptest::prop_assert_eq!(again.as_str(), username.as_str());
+                let length = username.as_str().chars().count();
+                proptest::prop_assert!((MIN_CHARS..=MAX_CHARS).contains(&length));
+            }
+        }
+
+        #[test]
+        fn ascii_usernames_are_one_user_whatever_their_case(raw in "[a-zA-Z0-9._@+-]{3,64}") {
+            let lower = Username::parse(&raw.to_lowercase()).unwrap();
+            let upper = Username::parse(&raw.to_uppercase()).unwrap();
+            proptest::prop_assert_eq!(lower.key(), upper.key());
+        }
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::helpers::{
-    ClientAuth, TestApp, assert_error, header, ok_json, scope_set, str_of, unique_client_name,
+    TestApp, assert_error, header, ok_json, scope_set, str_of, unique_client_name,
 };
 
 #[tokio::test]
@@ -257,15 +257,4 @@ async fn clients_help_names_create_list_and_delete() {
     for subcommand in ["create", "list", "delete"] {
         assert!(stdout.contains(subcommand), "{subcommand} in {stdout}");
     }
-}
-
-#[tokio::test]
-async fn a_client_id_that_was_never_created_gets_invalid_client() {
-    let app = TestApp::spawn().await;
-
-    let response = app
-        .client_credentials_as(&ClientAuth::basic("never-created", "whatever"), None)
-        .await;
-
-    assert_error(response, StatusCode::UNAUTHORIZED, "invalid_client").await;
 }

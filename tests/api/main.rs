@@ -12,6 +12,7 @@ mod crash;
 mod database_outage;
 mod discovery;
 mod errors_and_limits;
+mod fuzz_inputs;
 mod hostile_tokens;
 mod introspection;
 mod jwks_and_verification;

@@ -92,6 +92,8 @@ pub async fn signup(
 #[utoipa::path(post, path = "/api/v1/auth/signin", tag = "users", request_body = Credentials,
     responses(
         (status = 200, description = "Signed in", body = SessionResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password, alike", body = ErrorBody),
         (status = 403, description = "`account_disabled`, only after a correct password", body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: failed sign-ins throttled; see Retry-After", body = ErrorBody),

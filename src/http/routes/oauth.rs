@@ -28,7 +28,9 @@ pub struct TokenForm {
     responses(
         (status = 200, description = "Revoked, or nothing to revoke"),
         (status = 400, description = "`invalid_request`: no token", body = ErrorBody),
-        (status = 401, description = "`invalid_client`", body = ErrorBody)))]
+        (status = 401, description = "`invalid_client`", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`; see Retry-After", body = ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -60,7 +62,9 @@ pub async fn revoke(
     responses(
         (status = 200, description = "`{\"active\": false}` for anything not valid now", body = Introspection),
         (status = 400, description = "`invalid_request`: no token", body = ErrorBody),
-        (status = 401, description = "`invalid_client`, also for public clients", body = ErrorBody)))]
+        (status = 401, description = "`invalid_client`, also for public clients", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 503, description = "`temporarily_unavailable`; see Retry-After", body = ErrorBody)))]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -70,6 +70,7 @@ impl From<IssuedTokens> for TokenResponse {
         (status = 400, description = "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope` or `unauthorized_client`", body = ErrorBody),
         (status = 401, description = "`invalid_client` (with `WWW-Authenticate: Basic` after Basic)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: failed sign-ins throttled; see Retry-After", body = ErrorBody),
         (status = 503, description = "`temporarily_unavailable`; see Retry-After", body = ErrorBody)))]
 pub async fn token(
     State(state): State<AppState>,
