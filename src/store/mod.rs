@@ -34,6 +34,10 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// How long a request waits for a database connection before it is told to retry (503): long
+/// enough to ride out a busy moment, short enough that an outage is answered, not hung on.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy)]
 pub struct PoolStats {
     pub size: u32,
@@ -87,14 +91,14 @@ impl Store {
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_with(options)
                 .await?;
             Ok(Store::Sqlite(pool))
         } else {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect(url)
                 .await?;
             Ok(Store::Postgres(pool))

@@ -24,6 +24,7 @@ mod oauth2_errors;
 mod operations;
 mod overload;
 mod password_grant_clients;
+mod postgres_restart;
 mod production;
 mod refresh;
 mod resource_server;
