@@ -305,7 +305,11 @@ mod tests {
         assert!(!verify_blocking(&parsed, "correct horsf"));
         // The argon2 crate's own verifier agrees: the format is the standard one.
         use argon2::password_hash::PasswordVerifier as _;
-        assert!(Argon2::default().verify_password(b"correct horse", &parsed).is_ok());
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -319,6 +323,9 @@ mod tests {
         .hash_password(b"old password")
         .unwrap()
         .to_string();
-        assert!(verify_blocking(&PasswordHash::new(&old).unwrap(), "old password"));
+        assert!(verify_blocking(
+            &PasswordHash::new(&old).unwrap(),
+            "old password"
+        ));
     }
 }

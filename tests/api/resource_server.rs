@@ -649,3 +649,42 @@ async fn tokens_from_before_and_after_a_key_rotation_are_both_accepted() {
         .await;
     assert_eq!(claims["preferred_username"], username.as_str());
 }
+
+#[tokio::test]
+async fn key_headers_pointing_at_an_attackers_key_are_never_followed() {
+    let trusted_key = TestKey::generate().await;
+    let trusted = TestIssuer::start(60, &[&trusted_key]).await;
+    // The attacker runs a JWKS of his own and signs with his key.
+    let attacker_key = TestKey::generate().await;
+    let attacker = TestIssuer::start(60, &[&attacker_key]).await;
+    let resource_server = ResourceServer::start(trusted.settings()).await;
+    resource_server
+        .accepts(&trusted.token(&trusted_key), "the trusted issuer's token")
+        .await;
+
+    let claims = trusted.claims(300, 0);
+    let headers = {
+        let mut jku = Header::new(Algorithm::RS256);
+        jku.jku = Some(attacker.jwks_url());
+        let mut x5u = Header::new(Algorithm::RS256);
+        x5u.x5u = Some(format!("{}/cert.pem", attacker.url));
+        let mut jwk = Header::new(Algorithm::RS256);
+        jwk.jwk = Some(serde_json::from_value(attacker_key.jwk.clone()).unwrap());
+        [("jku", jku), ("x5u", x5u), ("an embedded jwk", jwk)]
+    };
+    for (case, mut header) in headers {
+        header.typ = Some("at+jwt".to_owned());
+        for kid in [attacker_key.kid.as_str(), trusted_key.kid.as_str()] {
+            header.kid = Some(kid.to_owned());
+            let token = jsonwebtoken::encode(&header, &claims, &attacker_key.encoding).unwrap();
+            resource_server
+                .refuses(&token, &format!("{case} with kid {kid}"))
+                .await;
+        }
+    }
+    assert_eq!(
+        attacker.fetches(),
+        0,
+        "the attacker's key server was never contacted"
+    );
+}
