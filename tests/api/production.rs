@@ -338,19 +338,25 @@ async fn the_binary_runs_from_a_read_only_file_system_with_only_a_writable_temp_
         Ok(url) if url.starts_with("postgres") => Some(TestDatabase::create().await),
         _ => None,
     };
+    // The one writable place: an empty tmpfs mounted on a folder of the test's (wherever the
+    // checkout lives, even under /tmp), given to the service as its working and temp dir.
+    let scratch = tempfile::tempdir().unwrap();
     // On SQLite the database lives in the writable temp dir, like any scratch file.
-    let database_url = database
-        .as_ref()
-        .map_or_else(|| "sqlite:///tmp/auth.db".to_owned(), |db| db.url.clone());
+    let database_url = database.as_ref().map_or_else(
+        || format!("sqlite://{}/auth.db", scratch.path().display()),
+        |db| db.url.clone(),
+    );
     let port = free_port();
     let binary_dir = Path::new(BINARY).parent().unwrap().to_owned();
     let script = r#"set -e
 for target in / "$(findmnt -n -o TARGET --target "$BINARY_DIR")"; do
   mount -o remount,bind,ro "$target"
 done
-mount -t tmpfs -o size=64m tmpfs /tmp
-cd /
+mount -t tmpfs -o size=64m tmpfs "$SCRATCH"
 if touch /read-only-probe 2>/dev/null; then echo "the root is writable" >&2; exit 97; fi
+if touch "$BINARY_DIR/read-only-probe" 2>/dev/null; then echo "the checkout is writable" >&2; exit 98; fi
+cd "$SCRATCH"
+export TMPDIR="$SCRATCH"
 exec "$BINARY" serve"#;
     let log_dir = tempfile::tempdir().unwrap();
     let log_path = log_dir.path().join("log");
@@ -361,6 +367,7 @@ exec "$BINARY" serve"#;
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("BINARY", BINARY)
         .env("BINARY_DIR", &binary_dir)
+        .env("SCRATCH", scratch.path())
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
         .env("DATABASE_URL", &database_url)
