@@ -11,6 +11,7 @@ mod config_and_cli;
 mod crash;
 mod database_outage;
 mod discovery;
+mod enumeration;
 mod errors_and_limits;
 mod fuzz_inputs;
 mod hostile_tokens;
