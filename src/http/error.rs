@@ -13,7 +13,7 @@ use crate::clients::ClientAuthError;
 use crate::keys::KeyError;
 use crate::store::StoreError;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
-use crate::tokens::{AuthenticateError, InvalidToken, IssueError, VerifyError};
+use crate::tokens::{AuthenticateError, InvalidToken, IssueError};
 use crate::users::UserError;
 use crate::users::hashing::HashError;
 
@@ -256,15 +256,6 @@ impl From<AuthenticateError> for ApiError {
             AuthenticateError::Invalid(reason) => ApiError::InvalidToken(reason),
             AuthenticateError::Keys(error) => error.into(),
             AuthenticateError::Store(error) => error.into(),
-        }
-    }
-}
-
-impl From<VerifyError> for ApiError {
-    fn from(error: VerifyError) -> Self {
-        match error {
-            VerifyError::Invalid(reason) => ApiError::InvalidToken(reason),
-            VerifyError::Keys(error) => error.into(),
         }
     }
 }
