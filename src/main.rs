@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use user_auth_service::cli::{self, Cli, Command};
+use user_auth_service::cli::{self, Cli, Command, ServeArgs};
 use user_auth_service::config::Config;
 use user_auth_service::server::{self, Application};
 use user_auth_service::telemetry;
@@ -20,8 +20,8 @@ async fn main() -> ExitCode {
     };
     telemetry::init(config.log_format);
     let now = time::OffsetDateTime::now_utc();
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(config, args).await,
         Command::Migrate => open_store(&config).await.map(|_| {
             eprintln!("migrations applied");
         }),
@@ -63,10 +63,16 @@ fn print(answer: Result<serde_json::Value, String>) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let app = Application::build(config)
+async fn serve(config: Config, args: ServeArgs) -> Result<(), String> {
+    let mut app = Application::build(config)
         .await
         .map_err(|error| error.to_string())?;
+    if args.benchmark_bare_route {
+        app = app
+            .with_benchmark_bare_route()
+            .await
+            .map_err(|error| error.to_string())?;
+    }
     tracing::info!(address = %app.local_addr(), "listening");
     app.run_until_stopped(server::shutdown_signal())
         .await

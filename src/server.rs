@@ -16,7 +16,7 @@ use crate::keys::encryption::KeyEncryptionKeys;
 use crate::keys::kek::{self, KekError};
 use crate::keys::{KeyError, KeyRing, KeyRingSettings};
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::{Store, StoreError};
 use crate::tokens::{TokenIssuer, TokenSettings};
 use crate::users::hashing::{HashError, PasswordHasher};
@@ -118,7 +118,7 @@ impl Application {
             observed.observe_hash_wait(waited);
         }));
 
-        let state = AppState {
+        let state = AppState::new(Shared {
             store: store.clone(),
             hasher: Arc::new(hasher),
             tokens: Arc::new(TokenIssuer::new(
@@ -136,11 +136,12 @@ impl Application {
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
             clock: Arc::clone(&clock),
             jwks_max_age: config.jwks_max_age,
+            jwks_cache_control: jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,
             metrics,
             signin_addresses: Arc::new(AddressLimiter::default()),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
-        };
+        });
         let router = http::router(
             state,
             &RouterSettings {
@@ -160,6 +161,21 @@ impl Application {
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             shutdown_timeout: config.shutdown_timeout,
         })
+    }
+
+    /// Adds `/benchmark/bare-jwks`: today's JWKS bytes from a bare axum route outside every
+    /// layer, the ceiling of what the HTTP stack can serve (see `BENCHMARKS.md`).
+    pub async fn with_benchmark_bare_route(mut self) -> Result<Self, StartupError> {
+        let now = self.clock.now();
+        let body = self
+            .keys
+            .load(now)
+            .await?
+            .jwks(now.unix_timestamp())
+            .body
+            .clone();
+        self.router = http::with_bare_route(self.router, body);
+        Ok(self)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -210,6 +226,15 @@ impl Application {
         self.store.close().await;
         result
     }
+}
+
+/// SPEC §2: verifiers may cache the JWKS for `JWKS_MAX_AGE`, then must ask again.
+fn jwks_cache_control(max_age: Duration) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(&format!(
+        "public, max-age={}, must-revalidate",
+        max_age.as_secs()
+    ))
+    .unwrap_or_else(|_| axum::http::HeaderValue::from_static("no-cache"))
 }
 
 /// Every replica runs the rotation schedule (the database makes sure a key is created once)

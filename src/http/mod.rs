@@ -19,10 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -88,28 +87,29 @@ pub fn router(state: AppState, settings: &RouterSettings) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::from_fn(drop_unusable_request_id))
-                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                    let request_id = request
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-                }))
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(middleware::from_fn(security_headers))
+                .layer(middleware::from_fn(edge))
                 // Before routing, so that preflights are answered for every route.
                 .layer(cors(&settings.cors_allowed_origins))
-                .layer(middleware::from_fn(errors_as_json))
-                .layer(middleware::from_fn(reject_large_bodies))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     settings.request_timeout,
                 ))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
         )
+}
+
+/// `router` plus `GET /benchmark/bare-jwks` answering `body` with no layer at all: what axum and
+/// hyper alone cost, for the benchmark to hold the real JWKS route against.
+pub fn with_bare_route(router: Router, body: bytes::Bytes) -> Router {
+    let bare = Router::new().route(
+        "/benchmark/bare-jwks",
+        get(move || {
+            let body = body.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+        }),
+    );
+    // Merged after `router`'s layers were applied, so none of them wraps this route.
+    bare.merge(router)
 }
 
 /// The API answers the configured browser origins only; the public documents (JWKS, discovery)
@@ -135,12 +135,68 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
 /// Everything else is JSON: nothing to load, nothing to frame.
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
-/// Headers every response carries: no MIME sniffing, no framing, no referrer, and a content
-/// security policy fit for what the response is.
-async fn security_headers(request: Request, next: Next) -> Response {
+/// What every request goes through, in one middleware rather than a stack of them (each layer
+/// made of a function boxes and clones per request, which the JWKS benchmark showed):
+///
+/// - the request id: a client's `X-Request-Id` is kept for correlation only when it is short and
+///   plain, else a fresh one is made, so a client cannot write arbitrary text into the logs; it
+///   is echoed in the response and carried by every log line of the request (its span);
+/// - a declared oversized body is refused before anything reads it (bodies without a length are
+///   cut at the same limit by `DefaultBodyLimit` in the extractors);
+/// - an error response that some layer produced without our body (a timeout, a rejection deep
+///   in a library) is rewritten into `{"error", "error_description"}`;
+/// - the security headers.
+async fn edge(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = match request.headers().get(&REQUEST_ID) {
+        Some(value) if is_usable_request_id(value) => value.clone(),
+        _ => {
+            let fresh = new_request_id();
+            request.headers_mut().insert(REQUEST_ID, fresh.clone());
+            fresh
+        }
+    };
     let is_docs = request.uri().path().starts_with("/docs");
-    let mut response = next.run(request).await;
+    // The span carries the request id only: the log formatter renders a span's fields when
+    // the span is made, for every request, while the method and path are needed only by the
+    // debug lines below (the JWKS benchmark measured the difference).
+    let span = tracing::info_span!(
+        "request",
+        request_id = request_id.to_str().unwrap_or_default()
+    );
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    let mut response = async move {
+        tracing::debug!(%method, path = uri.path(), "started processing request");
+        let response = if declared_length.is_some_and(|length| length > BODY_LIMIT_BYTES as u64) {
+            ApiError::PayloadTooLarge.into_response()
+        } else {
+            as_json_error(next.run(request).await)
+        };
+        let status = response.status();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // A 503 is the service shedding load as designed (counted in the metrics); only a
+        // failure of ours is an error worth a line at the default level.
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%method, path = uri.path(), status = status.as_u16(), latency_ms, "request failed");
+        } else {
+            tracing::debug!(
+                status = status.as_u16(),
+                latency_ms,
+                "finished processing request"
+            );
+        }
+        response
+    }
+    .instrument(span)
+    .await;
     let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, request_id);
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -157,21 +213,22 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// A client's `X-Request-Id` is kept for correlation only when it is short and plain; anything
-/// else is replaced by a fresh one, so a client cannot write arbitrary text into the logs.
-async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
-    let usable = request.headers().get(&REQUEST_ID).is_some_and(|value| {
-        let bytes = value.as_bytes();
-        !bytes.is_empty()
-            && bytes.len() <= 128
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-    });
-    if !usable {
-        request.headers_mut().remove(&REQUEST_ID);
-    }
-    next.run(request).await
+fn is_usable_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// A random UUID (v4) from the thread's generator: unique enough to correlate logs, without a
+/// system call per request.
+fn new_request_id() -> HeaderValue {
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Counts each request and its latency by route pattern and status.
@@ -198,24 +255,9 @@ async fn record_metrics(
     response
 }
 
-/// Refuses a declared oversized body before anything reads it; bodies without a length are cut
-/// at the same limit by `DefaultBodyLimit` in the extractors.
-async fn reject_large_bodies(request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > BODY_LIMIT_BYTES as u64) {
-        return ApiError::PayloadTooLarge.into_response();
-    }
-    next.run(request).await
-}
-
-/// Any error response that some layer produced without our body (a timeout, a rejection deep in
-/// a library) is rewritten into `{"error", "error_description"}`, so clients see one shape.
-async fn errors_as_json(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+/// `response`, or when it is an error without our body, the same error in our body, so that
+/// clients see one shape.
+fn as_json_error(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()

@@ -111,7 +111,9 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    fn build(
+    /// Parses the public keys of `rows` and renders the JWKS once, for every request that
+    /// serves this snapshot (public for the benchmarks of that rendering).
+    pub fn build(
         rows: Vec<SigningKeyRow>,
         now: i64,
         settings: &KeyRingSettings,

@@ -1,6 +1,6 @@
 //! Queries on `clients`.
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, on_pool, on_pool_writing};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClientRow {
@@ -14,7 +14,7 @@ pub struct ClientRow {
 
 impl Store {
     pub async fn insert_client(&self, client: &ClientRow) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query(
                 "insert into clients (id, name, secret_hash, grant_types, scopes, created_at) \
                  values ($1, $2, $3, $4, $5, $6)",
@@ -56,7 +56,7 @@ impl Store {
 
     /// Deletes a client and revokes its refresh tokens in one transaction; false if unknown.
     pub async fn delete_client(&self, id: &str, now: i64) -> Result<bool, StoreError> {
-        Ok(on_pool!(self, pool => {
+        Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
             let deleted = sqlx::query("delete from clients where id = $1")
                 .bind(id)

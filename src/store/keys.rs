@@ -1,6 +1,6 @@
 //! Queries on `signing_keys`.
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, on_pool, on_pool_writing};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SigningKeyRow {
@@ -42,7 +42,7 @@ impl Store {
     /// Inserts a key. `StoreError::Conflict` when another process already created this
     /// generation: the caller re-reads and uses that one, so racing replicas make one key.
     pub async fn insert_signing_key(&self, key: &NewSigningKey) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query(
                 "insert into signing_keys (kid, generation, algorithm, public_jwk, \
                  private_key_encrypted, created_at, signs_from) \
@@ -63,7 +63,7 @@ impl Store {
 
     /// Marks a key revoked; false if there is no such key.
     pub async fn revoke_signing_key(&self, kid: &str, now: i64) -> Result<bool, StoreError> {
-        let affected = on_pool!(self, pool => {
+        let affected = on_pool_writing!(self, pool => {
             sqlx::query(
                 "update signing_keys set revoked_at = coalesce(revoked_at, $1) where kid = $2",
             )
@@ -77,7 +77,7 @@ impl Store {
     }
 
     pub async fn delete_signing_key(&self, kid: &str) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query("delete from signing_keys where kid = $1")
                 .bind(kid)
                 .execute(pool)

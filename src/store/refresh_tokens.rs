@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, on_pool, on_pool_writing};
 
 /// A refresh token to store; only the SHA-256 of the token is ever kept.
 #[derive(Debug, Clone)]
@@ -30,6 +30,29 @@ pub struct RefreshTokenRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+/// A refresh token with its user, read in one round trip for the refresh grant.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RefreshGrantRow {
+    #[sqlx(flatten)]
+    pub token: RefreshTokenRow,
+    pub username: String,
+    pub password_hash: String,
+    pub user_created_at: i64,
+    pub user_disabled_at: Option<i64>,
+}
+
+impl RefreshGrantRow {
+    pub fn user(&self) -> super::UserRow {
+        super::UserRow {
+            id: self.token.user_id,
+            username: self.username.clone(),
+            password_hash: self.password_hash.clone(),
+            created_at: self.user_created_at,
+            disabled_at: self.user_disabled_at,
+        }
+    }
 }
 
 /// The outcome of trying to rotate a refresh token.
@@ -62,7 +85,7 @@ macro_rules! insert_refresh_token {
 
 impl Store {
     pub async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             insert_refresh_token!(token)
                 .execute(pool)
                 .await?;
@@ -85,6 +108,25 @@ impl Store {
         }))
     }
 
+    /// The refresh token whose SHA-256 is `hash`, with its user (the grant needs both).
+    pub async fn refresh_grant_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<RefreshGrantRow>, StoreError> {
+        Ok(on_pool!(self, pool => {
+            sqlx::query_as(
+                "select t.id, t.family_id, t.user_id, t.client_id, t.scope, t.auth_time, \
+                 t.issued_at, t.expires_at, t.used_at, t.revoked_at, u.username, \
+                 u.password_hash, u.created_at as user_created_at, \
+                 u.disabled_at as user_disabled_at \
+                 from refresh_tokens t join users u on u.id = t.user_id where t.token_hash = $1",
+            )
+            .bind(hash.as_slice())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
     /// Marks `old_id` used and stores `new` in one transaction, only if `old_id` is still
     /// unused and unrevoked: of two concurrent refreshes with one token, exactly one rotates.
     pub async fn rotate_refresh_token(
@@ -93,7 +135,7 @@ impl Store {
         new: &NewRefreshToken,
         now: i64,
     ) -> Result<Rotation, StoreError> {
-        Ok(on_pool!(self, pool => {
+        Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
             let claimed = sqlx::query(
                 "update refresh_tokens set used_at = $1 \
@@ -118,7 +160,7 @@ impl Store {
 
     /// Ends a whole family (reuse detected, or the client revoked one of its tokens).
     pub async fn revoke_refresh_family(&self, family_id: Uuid, now: i64) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query(
                 "update refresh_tokens set revoked_at = $1 \
                  where family_id = $2 and revoked_at is null",
@@ -138,7 +180,7 @@ impl Store {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query(
                 "insert into revoked_access_tokens (jti, expires_at, revoked_at) \
                  values ($1, $2, $3) on conflict (jti) do nothing",

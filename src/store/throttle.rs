@@ -1,6 +1,6 @@
 //! Queries on `signin_failures`.
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, on_pool, on_pool_writing};
 
 impl Store {
     /// Until when sign-ins of this account are refused, if they are.
@@ -25,7 +25,7 @@ impl Store {
         now: i64,
         fresh_after: i64,
     ) -> Result<i64, StoreError> {
-        let (failures,): (i64,) = on_pool!(self, pool => {
+        let (failures,): (i64,) = on_pool_writing!(self, pool => {
             sqlx::query_as(
                 "insert into signin_failures (username_key, failures, blocked_until, last_failure_at) \
                  values ($1, 1, null, $2) \
@@ -45,7 +45,7 @@ impl Store {
     }
 
     pub async fn block_signins(&self, username_key: &str, until: i64) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query("update signin_failures set blocked_until = $1 where username_key = $2")
                 .bind(until)
                 .bind(username_key)
@@ -57,7 +57,7 @@ impl Store {
 
     /// A successful sign-in ends the streak.
     pub async fn clear_signin_failures(&self, username_key: &str) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query("delete from signin_failures where username_key = $1")
                 .bind(username_key)
                 .execute(pool)
@@ -68,7 +68,7 @@ impl Store {
 
     /// Forgets streaks that ended long ago (housekeeping).
     pub async fn forget_signin_failures_before(&self, before: i64) -> Result<u64, StoreError> {
-        Ok(on_pool!(self, pool => {
+        Ok(on_pool_writing!(self, pool => {
             sqlx::query("delete from signin_failures where last_failure_at < $1")
                 .bind(before)
                 .execute(pool)

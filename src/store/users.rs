@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, on_pool, on_pool_writing};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -17,7 +17,7 @@ impl Store {
     /// Inserts a user; `StoreError::Conflict` when the username key is taken (the unique
     /// constraint decides, so concurrent signups of one name produce exactly one user).
     pub async fn insert_user(&self, user: &UserRow, username_key: &str) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query(
                 "insert into users (id, username, username_key, password_hash, created_at) \
                  values ($1, $2, $3, $4, $5)",
@@ -70,7 +70,7 @@ impl Store {
 
     /// Replaces a password hash, used when the Argon2 parameters changed since it was made.
     pub async fn update_password_hash(&self, id: Uuid, hash: &str) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_pool_writing!(self, pool => {
             sqlx::query("update users set password_hash = $1 where id = $2")
                 .bind(hash)
                 .bind(id)
@@ -88,7 +88,7 @@ impl Store {
         username_key: &str,
         disabled_at: Option<i64>,
     ) -> Result<bool, StoreError> {
-        Ok(on_pool!(self, pool => {
+        Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
             let user: Option<(Uuid,)> = sqlx::query_as("select id from users where username_key = $1")
                 .bind(username_key)

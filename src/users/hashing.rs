@@ -4,11 +4,11 @@
 //! each for at most `queue_timeout`; past that the caller gets `HashError::Busy` (503 with
 //! `Retry-After`). Memory stays bounded under a flood, and the cheap endpoints stay fast.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
 use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -37,7 +37,7 @@ pub struct Verification {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
-    workers: std::sync::mpsc::Sender<Job>,
+    workers: Arc<JobQueue>,
     waiting: AtomicUsize,
     max_waiting: usize,
     queue_timeout: Duration,
@@ -54,7 +54,9 @@ pub type WaitObserver = Box<dyn Fn(Duration) + Send + Sync>;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl PasswordHasher {
-    /// Builds the hasher and its dummy hash (one hash of work, done once at start-up).
+    /// Builds the hasher and its dummy hash (one hash of work, done once at start-up on a
+    /// hashing thread, so that no other thread is left holding Argon2 working memory). Blocks:
+    /// call it off the async threads.
     pub fn new(
         settings: Argon2Settings,
         concurrency: usize,
@@ -70,11 +72,19 @@ impl PasswordHasher {
         .map_err(|error| HashError::Failed(format!("Argon2 parameters: {error}")))?;
         let mut random = [0u8; 32];
         openssl::rand::rand_bytes(&mut random).map_err(|e| HashError::Failed(e.to_string()))?;
-        let dummy_hash = hash_blocking(&params, &hex::encode(random))?;
+        let workers = start_workers(concurrency)?;
+        let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+        let dummy_params = params.clone();
+        workers.push(Box::new(move || {
+            let _ = answer_tx.send(hash_blocking(&dummy_params, &hex::encode(random)));
+        }))?;
+        let dummy_hash = answer_rx
+            .recv()
+            .map_err(|_| HashError::Failed("a hashing thread failed".to_owned()))??;
         Ok(PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
-            workers: start_workers(concurrency)?,
+            workers,
             waiting: AtomicUsize::new(0),
             max_waiting,
             queue_timeout,
@@ -136,7 +146,7 @@ impl PasswordHasher {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Waits (boundedly) for a slot, then runs `work` on the blocking pool holding it. The slot
+    /// Waits (boundedly) for a slot, then runs `work` on a hashing thread holding it. The slot
     /// stays taken until the work ends, even if the request that asked is cancelled meanwhile.
     async fn run<T, F>(&self, work: F) -> Result<T, HashError>
     where
@@ -174,45 +184,143 @@ impl PasswordHasher {
             let _permit = permit;
             let _ = answer_tx.send(span.in_scope(work));
         });
-        self.workers
-            .send(job)
-            .map_err(|_| HashError::Failed("the hashing threads are gone".to_owned()))?;
+        self.workers.push(job)?;
         answer_rx
             .await
             .map_err(|_| HashError::Failed("a hashing thread failed".to_owned()))?
     }
 }
 
+impl Drop for PasswordHasher {
+    /// The hashing threads end with the hasher (tests build many applications in one process).
+    fn drop(&mut self) {
+        self.workers.close();
+    }
+}
+
 type Job = Box<dyn FnOnce() + Send>;
 
-/// `count` dedicated hashing threads. Each hash allocates its Argon2 memory (19 MiB by default)
-/// on the thread that runs it, and the allocator keeps freed memory in per-thread arenas: on
-/// the runtime's blocking pool, which grows to hundreds of threads, that kept hundreds of MB
-/// resident after a flood. A fixed set of threads bounds it to about `count` hashes' memory.
-/// The semaphore in front lets no more jobs in than there are threads, so the queue stays short.
-fn start_workers(count: usize) -> Result<std::sync::mpsc::Sender<Job>, HashError> {
-    let (sender, receiver) = std::sync::mpsc::channel::<Job>();
-    let receiver = Arc::new(std::sync::Mutex::new(receiver));
+/// How long a hashing thread keeps its Argon2 working memory (19 MiB by default) with nothing to
+/// do. Kept, the memory is reused from hash to hash under load; given back after a quiet spell,
+/// an idle service holds none of it. Allocating it again costs a few milliseconds of page faults
+/// against a hash's tens.
+const KEEP_WORKING_MEMORY_WHEN_IDLE: Duration = Duration::from_secs(5);
+
+/// The jobs waiting for a hashing thread. A condition variable rather than a channel, so that
+/// each idle thread times out on its own and gives its working memory back.
+struct JobQueue {
+    state: Mutex<QueueState>,
+    available: Condvar,
+}
+
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+enum NextJob {
+    Run(Job),
+    /// Nothing came within the idle time.
+    Idle,
+    /// The hasher is gone: the thread ends.
+    Closed,
+}
+
+impl JobQueue {
+    fn new() -> Self {
+        JobQueue {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            available: Condvar::new(),
+        }
+    }
+
+    /// The lock guards a queue whose every change is a single push or pop, so a panic elsewhere
+    /// cannot leave it half-changed: a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, job: Job) -> Result<(), HashError> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(HashError::Failed("the hashing threads are gone".to_owned()));
+        }
+        state.jobs.push_back(job);
+        drop(state);
+        self.available.notify_one();
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.available.notify_all();
+    }
+
+    /// The next job; waits at most `idle` for one when given, else as long as it takes.
+    fn next(&self, idle: Option<Duration>) -> NextJob {
+        let deadline = idle.map(|idle| Instant::now() + idle);
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return NextJob::Run(job);
+            }
+            if state.closed {
+                return NextJob::Closed;
+            }
+            state = match deadline {
+                None => self
+                    .available
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return NextJob::Idle;
+                    }
+                    self.available
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// `count` dedicated hashing threads. Each hash runs in Argon2 working memory that its thread
+/// keeps while busy (`WORKING_MEMORY`): on the runtime's blocking pool, which grows to hundreds
+/// of threads, per-thread allocator arenas kept hundreds of MB resident after a flood. A fixed
+/// set of threads bounds it to `count` buffers, and an idle thread frees its own. The semaphore
+/// in front lets no more jobs in than there are threads, so the queue stays short.
+fn start_workers(count: usize) -> Result<Arc<JobQueue>, HashError> {
+    let queue = Arc::new(JobQueue::new());
     for index in 0..count {
-        let receiver = Arc::clone(&receiver);
+        let queue = Arc::clone(&queue);
         std::thread::Builder::new()
             .name(format!("password-hash-{index}"))
             .spawn(move || {
+                let mut holds_memory = false;
                 loop {
-                    let job = match receiver.lock() {
-                        Ok(receiver) => receiver.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        // Every sender dropped: the hasher is gone.
-                        Err(_) => return,
+                    let idle = holds_memory.then_some(KEEP_WORKING_MEMORY_WHEN_IDLE);
+                    match queue.next(idle) {
+                        NextJob::Run(job) => {
+                            job();
+                            holds_memory = true;
+                        }
+                        NextJob::Idle => {
+                            release_working_memory();
+                            holds_memory = false;
+                        }
+                        NextJob::Closed => return,
                     }
                 }
             })
             .map_err(|error| HashError::Failed(format!("cannot start hashing threads: {error}")))?;
     }
-    Ok(sender)
+    Ok(queue)
 }
 
 fn argon2_with(params: &Params) -> Argon2<'static> {
@@ -235,6 +343,11 @@ fn with_working_memory<T>(params: &Params, hash: impl FnOnce(&mut [Block]) -> T)
         }
         hash(&mut blocks[..needed])
     })
+}
+
+/// Frees this thread's working memory (the next hash allocates it again).
+fn release_working_memory() {
+    WORKING_MEMORY.with_borrow_mut(|blocks| *blocks = Vec::new());
 }
 
 fn hash_blocking(params: &Params, password: &str) -> Result<String, HashError> {
@@ -310,6 +423,29 @@ mod tests {
                 .verify_password(b"correct horse", &parsed)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn an_idle_hashing_thread_is_told_so_and_a_closed_queue_ends_it() {
+        let queue = JobQueue::new();
+        assert!(matches!(
+            queue.next(Some(Duration::from_millis(20))),
+            NextJob::Idle
+        ));
+        queue.push(Box::new(|| {})).unwrap();
+        assert!(matches!(queue.next(None), NextJob::Run(_)));
+        queue.close();
+        assert!(matches!(queue.next(None), NextJob::Closed));
+        assert!(queue.push(Box::new(|| {})).is_err());
+    }
+
+    #[test]
+    fn working_memory_is_given_back_on_release() {
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        hash_blocking(&params, "correct horse").unwrap();
+        assert!(WORKING_MEMORY.with_borrow(|blocks| blocks.capacity()) >= 1024);
+        release_working_memory();
+        assert_eq!(WORKING_MEMORY.with_borrow(|blocks| blocks.capacity()), 0);
     }
 
     #[test]

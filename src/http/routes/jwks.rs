@@ -34,10 +34,6 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     let now = state.clock.now();
     let key_set = state.tokens.keys().load(now).await?;
     let jwks = key_set.jwks(now.unix_timestamp());
-    let cache_control = format!(
-        "public, max-age={}, must-revalidate",
-        state.jwks_max_age.as_secs()
-    );
     let not_modified = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
@@ -56,9 +52,7 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Result<R
             .into_response()
     };
     let response_headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&cache_control) {
-        response_headers.insert(header::CACHE_CONTROL, value);
-    }
+    response_headers.insert(header::CACHE_CONTROL, state.jwks_cache_control.clone());
     if let Ok(value) = HeaderValue::from_str(&jwks.etag) {
         response_headers.insert(header::ETAG, value);
     }

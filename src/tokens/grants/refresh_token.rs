@@ -32,13 +32,15 @@ pub async fn exchange(
     now: OffsetDateTime,
 ) -> Result<IssuedTokens, OAuthError> {
     client.require_grant(GrantType::RefreshToken)?;
-    let presented = store
-        .refresh_token_by_hash(&refresh::hash(request.refresh_token))
+    // One round trip reads the token and its user.
+    let found = store
+        .refresh_grant_by_hash(&refresh::hash(request.refresh_token))
         .await?
         // RFC 6749 §6: a refresh token is bound to the client it was issued to. Another
         // client's token is treated as unknown, and does not end the family either.
-        .filter(|row| row.client_id == client.id)
+        .filter(|row| row.token.client_id == client.id)
         .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
+    let presented = &found.token;
     let now_seconds = now.unix_timestamp();
     if presented.revoked_at.is_some() {
         return Err(invalid_grant("the refresh token has been revoked"));
@@ -46,10 +48,7 @@ pub async fn exchange(
     if presented.expires_at <= now_seconds {
         return Err(invalid_grant("the refresh token has expired"));
     }
-    let user = store
-        .user_by_id(presented.user_id)
-        .await?
-        .map(User::from)
+    let user = Some(User::from(found.user()))
         .filter(|user| !user.disabled)
         .ok_or_else(|| invalid_grant("the user of this grant is disabled or gone"))?;
     // RFC 6749 §6: a narrower scope may be asked for, never a wider one; none keeps the grant's.

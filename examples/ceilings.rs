@@ -1,0 +1,175 @@
+//! The two hardware ceilings the benchmark holds the service against, measured through the
+//! service's own code without HTTP, one core at a time:
+//!
+//! - RS256 signatures per second: `TokenIssuer::issue_for_client`, the client credentials
+//!   grant's whole signing path (claims, JSON, the cached signer), on a current-thread runtime;
+//! - Argon2id hashes per second: `PasswordHasher::verify` with one hashing thread and the
+//!   configured `ARGON2_*` parameters, exactly what a sign-in waits for; then with all
+//!   `PASSWORD_HASH_CONCURRENCY` threads hashing at once, which shows what they deliver together.
+//!
+//! Prints one JSON object on stdout. `bench/run` multiplies each figure by the cores the server
+//! may use for it (its worker threads, its `PASSWORD_HASH_CONCURRENCY`).
+//!
+//! ```text
+//! cargo run --release --example ceilings -- [seconds per measurement, default 5]
+//! ```
+//!
+//! It reads the same environment as the server (`ARGON2_*`, `PASSWORD_HASH_CONCURRENCY`) and
+//! keeps its key in a fresh SQLite database in a temporary folder.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use user_auth_service::config::Config;
+use user_auth_service::store::Store;
+use user_auth_service::tokens::scope::Scope;
+use user_auth_service::tokens::{TokenIssuer, TokenSettings};
+use user_auth_service::users::hashing::PasswordHasher;
+use user_auth_service::users::password::Password;
+
+fn main() -> Result<(), String> {
+    let seconds: u64 = match std::env::args().nth(1) {
+        Some(text) => text
+            .parse()
+            .map_err(|_| "the argument is whole seconds per measurement".to_owned())?,
+        None => 5,
+    };
+    let window = Duration::from_secs(seconds.max(1));
+    let folder = std::env::temp_dir().join(format!("ceilings-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).map_err(|error| error.to_string())?;
+    let database_url = format!("sqlite:{}", folder.join("ceilings.db").display());
+    let kek_file = folder.join("kek");
+    let config = Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(database_url.clone()),
+        "KEY_ENCRYPTION_KEY_FILE" => Some(kek_file.display().to_string()),
+        "KEY_ENCRYPTION_KEY" => None,
+        other => std::env::var(other).ok(),
+    })
+    .map_err(|error| error.to_string())?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| error.to_string())?;
+    let result = runtime.block_on(measure(&config, window));
+    let _ = std::fs::remove_dir_all(&folder);
+    let figures = result?;
+    println!("{figures}");
+    Ok(())
+}
+
+async fn measure(config: &Config, window: Duration) -> Result<serde_json::Value, String> {
+    let store = Store::connect(&config.database_url, 1)
+        .await
+        .map_err(|error| error.to_string())?;
+    store.migrate().await.map_err(|error| error.to_string())?;
+    let ring = user_auth_service::server::open_key_ring(config, store)
+        .map_err(|error| error.to_string())?;
+    let now = time::OffsetDateTime::now_utc();
+    ring.ensure_ready(now)
+        .await
+        .map_err(|error| error.to_string())?;
+    let issuer = TokenIssuer::new(
+        Arc::new(ring),
+        TokenSettings {
+            issuer: "http://127.0.0.1:8001".to_owned(),
+            audience: "http://127.0.0.1:8001".to_owned(),
+            access_token_ttl: config.access_token_ttl,
+            refresh_token_ttl: config.refresh_token_ttl,
+        },
+    );
+    let scope = Scope::parse("reports:read").unwrap_or_default();
+
+    // Warm up: the signer is decrypted and parsed on first use, then cached.
+    issuer
+        .issue_for_client("bench-client", &scope, now)
+        .await
+        .map_err(|error| error.to_string())?;
+    let started = Instant::now();
+    let mut signatures = 0u64;
+    while started.elapsed() < window {
+        issuer
+            .issue_for_client("bench-client", &scope, time::OffsetDateTime::now_utc())
+            .await
+            .map_err(|error| error.to_string())?;
+        signatures += 1;
+    }
+    let signatures_per_second = signatures as f64 / started.elapsed().as_secs_f64();
+
+    let argon2 = config.argon2;
+    let hasher = tokio::task::spawn_blocking(move || {
+        PasswordHasher::new(argon2, 1, Duration::from_secs(60), 1)
+    })
+    .await
+    .map_err(|error| error.to_string())?
+    .map_err(|error| error.to_string())?;
+    let password = "correct horse battery staple";
+    let stored = hasher
+        .hash(Password::normalize(password))
+        .await
+        .map_err(|error| error.to_string())?;
+    let started = Instant::now();
+    let mut hashes = 0u64;
+    while started.elapsed() < window {
+        let verified = hasher
+            .verify(Password::normalize(password), Some(stored.clone()))
+            .await
+            .map_err(|error| error.to_string())?;
+        if !verified.matches {
+            return Err("the password did not verify".to_owned());
+        }
+        hashes += 1;
+    }
+    let hashes_per_second = hashes as f64 / started.elapsed().as_secs_f64();
+    drop(hasher);
+
+    // The same, with all the configured hashing threads busy at once: what the cores deliver
+    // together (they share memory bandwidth and caches, which Argon2 leans on).
+    let concurrency = config.password_hash_concurrency;
+    let hasher = Arc::new(
+        tokio::task::spawn_blocking(move || {
+            PasswordHasher::new(argon2, concurrency, Duration::from_secs(60), concurrency)
+        })
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?,
+    );
+    let started = Instant::now();
+    let mut streams = Vec::new();
+    for _ in 0..concurrency {
+        let hasher = Arc::clone(&hasher);
+        let stored = stored.clone();
+        streams.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while started.elapsed() < window {
+                if hasher
+                    .verify(Password::normalize(password), Some(stored.clone()))
+                    .await
+                    .is_ok_and(|verified| verified.matches)
+                {
+                    done += 1;
+                }
+            }
+            done
+        }));
+    }
+    let mut parallel_hashes = 0u64;
+    for stream in streams {
+        parallel_hashes += stream.await.map_err(|error| error.to_string())?;
+    }
+    let parallel_hashes_per_second = parallel_hashes as f64 / started.elapsed().as_secs_f64();
+
+    Ok(json!({
+        "rs256_signatures_per_second_per_core": signatures_per_second,
+        "argon2_hashes_per_second_per_core": hashes_per_second,
+        "argon2_hashes_per_second_all_threads_at_once": parallel_hashes_per_second,
+        "argon2": {
+            "memory_kib": config.argon2.memory_kib,
+            "iterations": config.argon2.iterations,
+            "parallelism": config.argon2.parallelism,
+        },
+        "password_hash_concurrency": config.password_hash_concurrency,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }))
+}
