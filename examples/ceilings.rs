@@ -3,6 +3,7 @@
 //!
 //! - RS256 signatures per second: `TokenIssuer::issue_for_client`, the client credentials
 //!   grant's whole signing path (claims, JSON, the cached signer), on a current-thread runtime;
+//!   then on every core at once;
 //! - Argon2id hashes per second: `PasswordHasher::verify` with one hashing thread and the
 //!   configured `ARGON2_*` parameters, exactly what a sign-in waits for; then with all
 //!   `PASSWORD_HASH_CONCURRENCY` threads hashing at once, which shows what they deliver together.
@@ -11,7 +12,7 @@
 //! may use for it (its worker threads, its `PASSWORD_HASH_CONCURRENCY`).
 //!
 //! ```text
-//! cargo run --release --example ceilings -- [seconds per measurement, default 5]
+//! cargo run --release --example ceilings -- [seconds per measurement, default 5] [all, rs256 or argon2]
 //! ```
 //!
 //! It reads the same environment as the server (`ARGON2_*`, `PASSWORD_HASH_CONCURRENCY`) and
@@ -28,12 +29,28 @@ use user_auth_service::tokens::{TokenIssuer, TokenSettings};
 use user_auth_service::users::hashing::PasswordHasher;
 use user_auth_service::users::password::Password;
 
+/// Which ceilings to measure (the second argument): `bench/run` measures each again beside the
+/// load runs it bounds, so that a change in the host's speed hits both alike.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    All,
+    Rs256,
+    Argon2,
+}
+
 fn main() -> Result<(), String> {
-    let seconds: u64 = match std::env::args().nth(1) {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = match args.next() {
         Some(text) => text
             .parse()
-            .map_err(|_| "the argument is whole seconds per measurement".to_owned())?,
+            .map_err(|_| "the first argument is whole seconds per measurement".to_owned())?,
         None => 5,
+    };
+    let which = match args.next().as_deref() {
+        None | Some("all") => Which::All,
+        Some("rs256") => Which::Rs256,
+        Some("argon2") => Which::Argon2,
+        Some(other) => return Err(format!("unknown ceiling {other}: all, rs256 or argon2")),
     };
     let window = Duration::from_secs(seconds.max(1));
     let folder = std::env::temp_dir().join(format!("ceilings-{}", std::process::id()));
@@ -52,14 +69,42 @@ fn main() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|error| error.to_string())?;
-    let result = runtime.block_on(measure(&config, window));
+    let result = runtime.block_on(measure(&config, window, which));
     let _ = std::fs::remove_dir_all(&folder);
     let figures = result?;
     println!("{figures}");
     Ok(())
 }
 
-async fn measure(config: &Config, window: Duration) -> Result<serde_json::Value, String> {
+async fn measure(
+    config: &Config,
+    window: Duration,
+    which: Which,
+) -> Result<serde_json::Value, String> {
+    let mut figures = json!({
+        "argon2": {
+            "memory_kib": config.argon2.memory_kib,
+            "iterations": config.argon2.iterations,
+            "parallelism": config.argon2.parallelism,
+        },
+        "password_hash_concurrency": config.password_hash_concurrency,
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    });
+    if which != Which::Argon2 {
+        let (one, all) = signatures(config, window).await?;
+        figures["rs256_signatures_per_second_per_core"] = json!(one);
+        figures["rs256_signatures_per_second_all_cores_at_once"] = json!(all);
+    }
+    if which != Which::Rs256 {
+        let (one, all) = hashes(config, window).await?;
+        figures["argon2_hashes_per_second_per_core"] = json!(one);
+        figures["argon2_hashes_per_second_all_threads_at_once"] = json!(all);
+    }
+    Ok(figures)
+}
+
+/// RS256 signatures per second through `issue_for_client`: on this thread, then on every core.
+async fn signatures(config: &Config, window: Duration) -> Result<(f64, f64), String> {
     let store = Store::connect(&config.database_url, 1)
         .await
         .map_err(|error| error.to_string())?;
@@ -95,8 +140,51 @@ async fn measure(config: &Config, window: Duration) -> Result<serde_json::Value,
             .map_err(|error| error.to_string())?;
         signatures += 1;
     }
-    let signatures_per_second = signatures as f64 / started.elapsed().as_secs_f64();
+    let one_core = signatures as f64 / started.elapsed().as_secs_f64();
 
+    // The same on every core at once, one thread each sharing the issuer as the server's
+    // workers do: what the cores deliver together.
+    let issuer = Arc::new(issuer);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    let threads: Vec<_> = (0..cores)
+        .map(|_| {
+            let issuer = Arc::clone(&issuer);
+            let scope = scope.clone();
+            std::thread::spawn(move || -> Result<u64, String> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|error| error.to_string())?;
+                runtime.block_on(async {
+                    let mut signatures = 0u64;
+                    while started.elapsed() < window {
+                        issuer
+                            .issue_for_client(
+                                "bench-client",
+                                &scope,
+                                time::OffsetDateTime::now_utc(),
+                            )
+                            .await
+                            .map_err(|error| error.to_string())?;
+                        signatures += 1;
+                    }
+                    Ok(signatures)
+                })
+            })
+        })
+        .collect();
+    let mut all_cores = 0u64;
+    for thread in threads {
+        all_cores += thread
+            .join()
+            .map_err(|_| "a signing thread panicked".to_owned())??;
+    }
+    Ok((one_core, all_cores as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// Argon2 verifications per second with one hashing thread, then with all of them at once.
+async fn hashes(config: &Config, window: Duration) -> Result<(f64, f64), String> {
     let argon2 = config.argon2;
     let hasher = tokio::task::spawn_blocking(move || {
         PasswordHasher::new(argon2, 1, Duration::from_secs(60), 1)
@@ -160,16 +248,5 @@ async fn measure(config: &Config, window: Duration) -> Result<serde_json::Value,
     }
     let parallel_hashes_per_second = parallel_hashes as f64 / started.elapsed().as_secs_f64();
 
-    Ok(json!({
-        "rs256_signatures_per_second_per_core": signatures_per_second,
-        "argon2_hashes_per_second_per_core": hashes_per_second,
-        "argon2_hashes_per_second_all_threads_at_once": parallel_hashes_per_second,
-        "argon2": {
-            "memory_kib": config.argon2.memory_kib,
-            "iterations": config.argon2.iterations,
-            "parallelism": config.argon2.parallelism,
-        },
-        "password_hash_concurrency": config.password_hash_concurrency,
-        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
-    }))
+    Ok((hashes_per_second, parallel_hashes_per_second))
 }

@@ -8,6 +8,12 @@ use user_auth_service::config::Config;
 use user_auth_service::server::{self, Application};
 use user_auth_service::telemetry;
 
+/// jemalloc rather than glibc's allocator: glibc kept what a load had freed in its per-thread
+/// arenas (48 MB resident after the benchmark, against 20 MB at start), where jemalloc's
+/// background threads give memory unused for a few seconds back to the system.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
