@@ -335,7 +335,8 @@ thread_local! {
 }
 
 /// Working memory is reserved at least this large (in 1 KiB blocks), more than the largest
-/// dynamic mmap threshold of glibc's allocator (32 MiB). glibc serves a request that large
+/// dynamic mmap threshold of glibc's allocator (32 MiB), which the library gets wherever the
+/// binary's jemalloc is not the global allocator (tests, examples, other binaries). glibc serves a request that large
 /// straight from `mmap` and unmaps it when it is freed, so an idle thread's memory really goes
 /// back to the system. A 19 MiB buffer would do so once only: freeing a mapped block raises the
 /// threshold to its size, and the next one comes from a heap that keeps it resident after it is
