@@ -338,6 +338,24 @@ impl KeyRing {
             }
             RotateMode::Now => now_seconds,
         };
+        // A scheduled rotation while another key waits its turn to sign returns that key: the
+        // next one is already on its way, and concurrent `keys rotate` runs agree on one key
+        // even when one of them starts after another has stored its key (a unique generation
+        // settles only those that overlap).
+        // The generation comes from the same read as that check: read apart, a key stored in
+        // between would be neither seen as pending nor met by the unique generation.
+        if mode == RotateMode::Scheduled {
+            let rows = self.store.signing_keys().await?;
+            if let Some(pending) = rows
+                .iter()
+                .filter(|row| lifecycle::state(&rows, row, now_seconds) == KeyState::Next)
+                .max_by_key(|row| row.generation)
+            {
+                return Ok(pending.kid.clone());
+            }
+            let generation = rows.iter().map(|row| row.generation).max().unwrap_or(0) + 1;
+            return self.create_key(generation, signs_from, now).await;
+        }
         // An emergency rotation that loses the race to a scheduled one tries the next
         // generation, so that a key signs now whatever else happened.
         for _ in 0..3 {
@@ -345,9 +363,7 @@ impl KeyRing {
             let kid = self.create_key(generation, signs_from, now).await?;
             let rows = self.store.signing_keys().await?;
             let made = rows.iter().find(|row| row.kid == kid);
-            if mode == RotateMode::Scheduled
-                || made.is_some_and(|row| row.signs_from <= now_seconds)
-            {
+            if made.is_some_and(|row| row.signs_from <= now_seconds) {
                 return Ok(kid);
             }
         }

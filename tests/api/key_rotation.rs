@@ -292,3 +292,24 @@ async fn replicas_on_one_database_rotate_once_verify_each_others_tokens_and_swit
         }
     }
 }
+
+#[tokio::test]
+async fn a_scheduled_rotation_while_a_key_waits_to_sign_returns_that_key() {
+    let app = TestApp::spawn().await;
+
+    let first = app.cli_json(&["keys", "rotate"]).await;
+    let second = app.cli_json(&["keys", "rotate"]).await;
+    assert_eq!(
+        first["kid"], second["kid"],
+        "the pending key is the answer, not a second one"
+    );
+    let list = app.cli_json(&["keys", "list"]).await;
+    let keys = list.as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 2, "the first key and one pending: {list}");
+
+    // An emergency rotation still makes a key that signs at once.
+    let emergency = app.cli_json(&["keys", "rotate", "--now"]).await;
+    assert_ne!(emergency["kid"], first["kid"]);
+    let list = app.cli_json(&["keys", "list"]).await;
+    assert_eq!(list.as_array().map_or(0, Vec::len), 3, "{list}");
+}
