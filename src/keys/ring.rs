@@ -286,11 +286,27 @@ impl KeyRing {
         signs_from: i64,
         now: OffsetDateTime,
     ) -> Result<String, KeyError> {
+        let generating = std::time::Instant::now();
         self.check_key_encryption_key(&self.store.signing_keys().await?)?;
         let generated = tokio::task::spawn_blocking(material::generate)
             .await
             .map_err(|error| KeyError::Generation(error.to_string()))?
             .map_err(|error| KeyError::Generation(error.to_string()))?;
+        // A key that signs later must be published for the whole lead before it signs, counted
+        // from when it is stored: generating it can take seconds on a busy machine, and CI saw
+        // a token signed by a key that a JWKS fetched a second earlier did not hold yet.
+        let now_seconds = now.unix_timestamp();
+        let signs_from = if signs_from > now_seconds {
+            let generation_seconds =
+                i64::try_from(generating.elapsed().as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
+            signs_from.max(
+                now_seconds
+                    .saturating_add(generation_seconds)
+                    .saturating_add(seconds(self.settings.publish_lead())),
+            )
+        } else {
+            signs_from
+        };
         let kid = generated.public.kid.clone();
         let private_key_encrypted = self
             .keks
