@@ -135,7 +135,6 @@ impl Application {
             )),
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
             clock: Arc::clone(&clock),
-            jwks_max_age: config.jwks_max_age,
             jwks_cache_control: jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,
             metrics,

@@ -38,8 +38,7 @@ pub struct Shared {
     pub tokens: Arc<TokenIssuer>,
     pub first_party: Arc<Client>,
     pub clock: Arc<dyn Clock>,
-    pub jwks_max_age: Duration,
-    /// `Cache-Control` of the JWKS, rendered once from `jwks_max_age`.
+    /// `Cache-Control` of the JWKS, rendered once from `JWKS_MAX_AGE`.
     pub jwks_cache_control: HeaderValue,
     pub refresh_reuse_grace: Duration,
     pub metrics: Arc<Metrics>,
