@@ -295,15 +295,15 @@ impl KeyRing {
         // A key that signs later must be published for the whole lead before it signs, counted
         // from when it is stored: generating it can take seconds on a busy machine, and CI saw
         // a token signed by a key that a JWKS fetched a second earlier did not hold yet.
-        let now_seconds = now.unix_timestamp();
-        let signs_from = if signs_from > now_seconds {
-            let generation_seconds =
-                i64::try_from(generating.elapsed().as_millis().div_ceil(1000)).unwrap_or(i64::MAX);
-            signs_from.max(
-                now_seconds
-                    .saturating_add(generation_seconds)
-                    .saturating_add(seconds(self.settings.publish_lead())),
-            )
+        // The earliest such second is rounded up, never down, so the lead is never short.
+        let signs_from = if signs_from > now.unix_timestamp() {
+            let earliest = now + generating.elapsed() + self.settings.publish_lead();
+            let whole_seconds = earliest.unix_timestamp();
+            signs_from.max(if earliest.nanosecond() > 0 {
+                whole_seconds.saturating_add(1)
+            } else {
+                whole_seconds
+            })
         } else {
             signs_from
         };

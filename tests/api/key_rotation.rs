@@ -157,8 +157,9 @@ async fn token_from(
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let status = response.status();
     let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "password grant at {base}: {body}");
     body["access_token"].as_str().unwrap().to_owned()
 }
 
@@ -224,6 +225,7 @@ async fn replicas_on_one_database_rotate_once_verify_each_others_tokens_and_swit
 
     // Four `keys rotate` at the same moment, from separate processes: exactly one new key,
     // and every one of them reports it.
+    let rotation_began = unix_now().floor() as i64;
     let rotations: Vec<Child> = (0..4)
         .map(|_| {
             command(dir.path(), &vars, &["keys", "rotate"])
@@ -259,22 +261,41 @@ async fn replicas_on_one_database_rotate_once_verify_each_others_tokens_and_swit
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 2, "exactly one new key: {listed:?}");
+    let new_key = listed
+        .iter()
+        .find(|key| key["kid"] == new_kid.as_str())
+        .unwrap();
+    assert_eq!(new_key["state"], "next");
+    // The new key signs KEY_PUBLISH_AHEAD + KEY_CACHE_TTL (3 s) after it is stored, or up to a
+    // second later (whole seconds, rounded up); never sooner than 3 s after the rotation began.
+    let signs_from = new_key["signs_from"].as_i64().unwrap();
     assert!(
-        listed
-            .iter()
-            .any(|key| key["kid"] == new_kid.as_str() && key["state"] == "next")
+        signs_from >= rotation_began + 3,
+        "the new key signs at {signs_from}, less than 3 s after {rotation_began}"
     );
 
     // Within the cache TTL every replica publishes the new key, before it signs.
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
     for replica in &replicas {
-        let published = kids(&jwks_of(&client, &replica.base).await);
-        assert!(published.contains(&new_kid) && published.contains(&first_kid));
+        loop {
+            let published = kids(&jwks_of(&client, &replica.base).await);
+            assert!(published.contains(&first_kid));
+            if published.contains(&new_kid) {
+                break;
+            }
+            assert!(
+                unix_now() < signs_from as f64,
+                "{} publishes the new key before it signs",
+                replica.base
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
-    // The switch comes KEY_PUBLISH_AHEAD + KEY_CACHE_TTL (3 s) after the rotation; past it,
-    // every replica signs with the new key, and old and new tokens verify everywhere.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Past the switch, every replica signs with the new key, and old and new tokens verify
+    // everywhere. The wait is read from the stored key: generating it takes longer on a busy
+    // machine, and the lead counts from when it was stored.
+    let until_switch = signs_from as f64 - unix_now();
+    tokio::time::sleep(Duration::from_secs_f64(until_switch.max(0.0) + 0.3)).await;
     for from in &replicas {
         let token = token_from(&client, &from.base, username, password).await;
         assert_eq!(kid_of(&token), new_kid, "{} switched", from.base);
@@ -312,4 +333,11 @@ async fn a_scheduled_rotation_while_a_key_waits_to_sign_returns_that_key() {
     assert_ne!(emergency["kid"], first["kid"]);
     let list = app.cli_json(&["keys", "list"]).await;
     assert_eq!(list.as_array().map_or(0, Vec::len), 3, "{list}");
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
