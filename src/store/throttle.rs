@@ -3,18 +3,19 @@
 use super::{Store, StoreError, on_pool, on_pool_writing};
 
 impl Store {
-    /// Until when sign-ins of this account are refused, if they are.
-    pub async fn signin_blocked_until(
+    /// The account's current streak of failed sign-ins, if it has one: `None` when there is
+    /// nothing to clear after a success, `Some(blocked_until)` otherwise.
+    pub async fn signin_streak(
         &self,
         username_key: &str,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<Option<i64>>, StoreError> {
         let row: Option<(Option<i64>,)> = on_pool!(self, pool => {
             sqlx::query_as("select blocked_until from signin_failures where username_key = $1")
                 .bind(username_key)
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(row.and_then(|(blocked_until,)| blocked_until))
+        Ok(row.map(|(blocked_until,)| blocked_until))
     }
 
     /// Counts one more failure and answers how many there are in a row now. A streak whose

@@ -104,16 +104,25 @@ pub async fn authenticate(
     }
     // Usernames that break the rules cannot be accounts; the address limit covers them.
     let account = Username::parse(raw_username).ok();
+    let mut has_streak = false;
     if let Some(account) = &account
-        && let Some(until) = store.signin_blocked_until(account.key()).await?
-        && until > now
+        && let Some(blocked_until) = store.signin_streak(account.key()).await?
     {
-        let retry_after = Duration::from_secs(u64::try_from(until - now).unwrap_or(1));
-        return Err(UserError::Throttled { retry_after });
+        has_streak = true;
+        if let Some(until) = blocked_until
+            && until > now
+        {
+            let retry_after = Duration::from_secs(u64::try_from(until - now).unwrap_or(1));
+            return Err(UserError::Throttled { retry_after });
+        }
     }
     match super::authenticate(store, hasher, raw_username, raw_password).await {
         Ok(user) => {
-            if let Some(account) = &account {
+            // Most sign-ins follow no failure: they skip the write. A failure recorded by a
+            // concurrent request after the read above stays, as a failure that happened.
+            if let Some(account) = &account
+                && has_streak
+            {
                 store.clear_signin_failures(account.key()).await?;
             }
             Ok(user)
