@@ -32,6 +32,15 @@ pub struct TokenSettings {
     pub refresh_token_ttl: Duration,
 }
 
+/// Whether a user grant's answer carries an ID token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdToken {
+    /// At `/token`: when the scope holds `openid` (OIDC Core §3.1.3.3).
+    WhenScopeHoldsOpenid,
+    /// The old API's sessions have no place for one: signing it would be wasted work.
+    Omitted,
+}
+
 /// What a successful grant hands the client (RFC 6749 §5.1).
 #[derive(Debug)]
 pub struct IssuedTokens {
@@ -141,17 +150,18 @@ impl TokenIssuer {
     }
 
     /// Issues an access token, a refresh token (stored as a hash, starting a new family) and,
-    /// when the scope holds `openid`, an ID token whose audience is the client.
+    /// as `id_token` asks, an ID token whose audience is the client.
     pub async fn issue_for_user(
         &self,
         store: &Store,
         subject: Subject<'_>,
         client_id: &str,
         scope: &Scope,
+        id_token: IdToken,
         now: OffsetDateTime,
     ) -> Result<IssuedTokens, IssueError> {
         let (mut issued, refresh) = self
-            .sign_for_user(&subject, client_id, scope, Uuid::new_v4(), now)
+            .sign_for_user(&subject, client_id, scope, id_token, Uuid::new_v4(), now)
             .await?;
         store.insert_refresh_token(&refresh.record).await?;
         issued.refresh_token = Some(refresh.token.to_string());
@@ -166,6 +176,7 @@ impl TokenIssuer {
         subject: &Subject<'_>,
         client_id: &str,
         scope: &Scope,
+        id_token: IdToken,
         family_id: Uuid,
         now: OffsetDateTime,
     ) -> Result<(IssuedTokens, PreparedRefreshToken), IssueError> {
@@ -179,7 +190,7 @@ impl TokenIssuer {
                 now,
             )
             .await?;
-        let id_token = if scope.contains("openid") {
+        let id_token = if id_token == IdToken::WhenScopeHoldsOpenid && scope.contains("openid") {
             Some(self.sign_id_token(subject, client_id, now).await?)
         } else {
             None

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{AppJson, BearerToken, ClientAddress};
 use crate::state::AppState;
-use crate::tokens::Subject;
+use crate::tokens::{IdToken, Subject};
 use crate::users::{self, User, UserError, throttle};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -143,6 +143,7 @@ async fn start_session(
             },
             &client.id,
             &client.scopes,
+            IdToken::Omitted,
             now,
         )
         .await?;

@@ -6,7 +6,7 @@ use crate::clients::{Client, GrantType};
 use crate::store::Store;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::scope::Scope;
-use crate::tokens::{IssuedTokens, Subject, TokenIssuer};
+use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer};
 use crate::users::UserError;
 use crate::users::hashing::{HashError, PasswordHasher};
 use crate::users::throttle::{self, AddressLimiter};
@@ -79,6 +79,13 @@ pub async fn exchange(
         auth_time: now.unix_timestamp(),
     };
     Ok(issuer
-        .issue_for_user(store, subject, &client.id, &scope, now)
+        .issue_for_user(
+            store,
+            subject,
+            &client.id,
+            &scope,
+            IdToken::WhenScopeHoldsOpenid,
+            now,
+        )
         .await?)
 }

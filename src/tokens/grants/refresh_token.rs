@@ -10,7 +10,7 @@ use crate::clients::{Client, GrantType, narrow_scope};
 use crate::store::{RefreshTokenRow, Rotation, Store};
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::scope::Scope;
-use crate::tokens::{IssuedTokens, Subject, TokenIssuer, refresh};
+use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer, refresh};
 use crate::users::User;
 
 pub struct RefreshRequest<'a> {
@@ -65,7 +65,14 @@ pub async fn exchange(
         auth_time: presented.auth_time,
     };
     let (mut issued, next) = issuer
-        .sign_for_user(&subject, &client.id, &scope, presented.family_id, now)
+        .sign_for_user(
+            &subject,
+            &client.id,
+            &scope,
+            IdToken::WhenScopeHoldsOpenid,
+            presented.family_id,
+            now,
+        )
         .await?;
 
     let rotation = if presented.used_at.is_none() {
