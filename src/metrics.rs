@@ -3,9 +3,11 @@
 //! Counters and histograms move as requests are served; gauges that describe a state (the
 //! password-hashing queue, the database pool, the signing key's age) are sampled at each scrape.
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,11 +15,38 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub method: String,
+struct HttpLabels {
+    /// A standard method's name, or `other`: a client cannot make new series by inventing
+    /// methods.
+    method: &'static str,
     /// The route pattern (`/api/v1/auth/signin`), never the raw path: bounded cardinality.
-    pub route: String,
-    pub status: u16,
+    route: RouteLabel,
+    status: u16,
+}
+
+/// A route pattern, shared by the labels of every request on the route: no copy per request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct RouteLabel(Arc<str>);
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        (&*self.0).encode(encoder)
+    }
+}
+
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +78,8 @@ fn latency_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
+    /// The route patterns seen so far (a fixed, small set: the router's).
+    routes: RwLock<HashSet<Arc<str>>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: HistogramFamily<HttpLabels>,
     tokens_issued: Family<GrantLabels, Counter>,
@@ -135,6 +166,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            routes: RwLock::default(),
             http_requests,
             http_duration,
             tokens_issued,
@@ -147,16 +179,35 @@ impl Metrics {
         }
     }
 
-    pub fn observe_http(&self, labels: HttpLabels, elapsed: Duration) {
-        if labels.status == 429 {
+    /// Counts a request on `route` (the pattern, never the raw path) and its latency.
+    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        if status == 429 {
             self.throttled_request("too_many_attempts");
-        } else if labels.status == 503 {
+        } else if status == 503 {
             self.throttled_request("unavailable");
         }
+        let labels = HttpLabels {
+            method: method_label(method),
+            route: self.route_label(route),
+            status,
+        };
         self.http_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
         self.http_requests.get_or_create(&labels).inc();
+    }
+
+    fn route_label(&self, route: &str) -> RouteLabel {
+        if let Ok(routes) = self.routes.read()
+            && let Some(shared) = routes.get(route)
+        {
+            return RouteLabel(Arc::clone(shared));
+        }
+        let shared: Arc<str> = Arc::from(route);
+        if let Ok(mut routes) = self.routes.write() {
+            routes.insert(Arc::clone(&shared));
+        }
+        RouteLabel(shared)
     }
 
     pub fn token_issued(&self, grant: &'static str) {
