@@ -126,6 +126,100 @@ async fn the_metrics_parse_as_prometheus_text_and_move_with_requests() {
     );
 }
 
+#[tokio::test]
+async fn the_jwks_is_one_answer_with_or_without_an_origin_and_every_request_is_counted() {
+    let app = TestApp::spawn().await;
+    let path = "/.well-known/jwks.json";
+    let ok = [("route", path), ("method", "GET"), ("status", "200")];
+    let not_modified = [("route", path), ("method", "GET"), ("status", "304")];
+    let before = scrape(&app).await;
+
+    // Without an Origin the key set in memory answers at the edge; with one, the route
+    // behind the CORS layer answers. A client must not tell them apart.
+    let plain = app.get(path).await;
+    let cross_origin = app
+        .client
+        .get(app.url(path))
+        .header("origin", "https://resource-server.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(cross_origin.status(), StatusCode::OK);
+    for name in [
+        "content-type",
+        "cache-control",
+        "etag",
+        "vary",
+        "x-content-type-options",
+        "x-frame-options",
+        "referrer-policy",
+        "content-security-policy",
+    ] {
+        assert_eq!(
+            plain.headers().get(name),
+            cross_origin.headers().get(name),
+            "{name}"
+        );
+        assert!(plain.headers().contains_key(name), "{name}");
+    }
+    assert!(plain.headers().contains_key("x-request-id"));
+    let etag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        plain.bytes().await.unwrap(),
+        cross_origin.bytes().await.unwrap()
+    );
+    let revalidated = app
+        .client
+        .get(app.url(path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+
+    let after = scrape(&app).await;
+    let counted = |labels: &[(&str, &str)]| {
+        sample(&after, "user_auth_http_requests_total", labels)
+            - sample(&before, "user_auth_http_requests_total", labels)
+    };
+    assert_eq!(counted(&ok), 2.0);
+    assert_eq!(counted(&not_modified), 1.0);
+    let timed = sample(&after, "user_auth_http_request_duration_seconds_count", &ok)
+        - sample(&before, "user_auth_http_request_duration_seconds_count", &ok);
+    assert_eq!(timed, 2.0);
+}
+
+#[tokio::test]
+async fn an_invented_method_is_counted_as_other_not_as_a_new_series() {
+    let app = TestApp::spawn().await;
+    let invented = reqwest::Method::from_bytes(b"BREW").unwrap();
+
+    let response = app
+        .client
+        .request(invented, app.url("/token"))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let after = scrape(&app).await;
+    assert_eq!(
+        sample(
+            &after,
+            "user_auth_http_requests_total",
+            &[("method", "other"), ("status", "405")]
+        ),
+        1.0
+    );
+    assert!(
+        !after
+            .samples
+            .iter()
+            .any(|s| s.labels.get("method") == Some("BREW"))
+    );
+}
+
 /// The real binary serving on a free port, its output in `log`, once ready.
 async fn start_server(dir: &Path, vars: &[(&str, &str)], log: &Path) -> ServerProcess {
     let port = free_port();

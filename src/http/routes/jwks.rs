@@ -1,11 +1,13 @@
 //! `GET /.well-known/jwks.json`: the public keys, cached, with `ETag` and 304 (SPEC §2).
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Serialize;
 
 use crate::http::error::ApiError;
+use crate::keys::KeySet;
 use crate::state::AppState;
 
 /// Documentation shape of the JWKS (RFC 7517 §5).
@@ -30,31 +32,48 @@ pub struct JwkDocument {
     responses(
         (status = 200, description = "The JSON Web Key Set", body = JwksDocument),
         (status = 304, description = "Unchanged since the ETag in If-None-Match")))]
-pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn jwks(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let key_set = state.tokens.keys().load(now).await?;
-    let jwks = key_set.jwks(now.unix_timestamp());
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
+    Ok(respond(
+        &state,
+        &key_set,
+        now.unix_timestamp(),
+        request.headers().get(header::IF_NONE_MATCH),
+    ))
+}
+
+/// The JWKS answer from a key set in hand: by the route above, and by the HTTP edge directly
+/// when the key set is fresh in memory (`http::edge`).
+pub fn respond(
+    state: &AppState,
+    key_set: &KeySet,
+    now: i64,
+    if_none_match: Option<&HeaderValue>,
+) -> Response {
+    let jwks = key_set.jwks(now);
+    let not_modified = if_none_match
         .and_then(|value| value.to_str().ok())
         .is_some_and(|tags| {
             tags.split(',')
                 .map(|tag| tag.trim().trim_start_matches("W/"))
-                .any(|tag| tag == jwks.etag || tag == "*")
+                .any(|tag| tag.as_bytes() == jwks.etag.as_bytes() || tag == "*")
         });
+    // Room for the headers the edge adds too, so that the map does not grow per request.
+    let mut headers = HeaderMap::with_capacity(16);
     let mut response = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
     } else {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            jwks.body.clone(),
-        )
-            .into_response()
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Response::new(Body::from(jwks.body.clone()))
     };
-    let response_headers = response.headers_mut();
-    response_headers.insert(header::CACHE_CONTROL, state.jwks_cache_control.clone());
-    if let Ok(value) = HeaderValue::from_str(&jwks.etag) {
-        response_headers.insert(header::ETAG, value);
-    }
-    Ok(response)
+    headers.insert(header::CACHE_CONTROL, state.jwks_cache_control.clone());
+    headers.insert(header::ETAG, jwks.etag.clone());
+    *response.headers_mut() = headers;
+    response
 }
