@@ -96,6 +96,9 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// How long an unused SQLite connection stays open.
+const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Store {
     /// Connects to `url` (`sqlite:` or `postgres:`), creating a SQLite file and its folder if needed.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
@@ -114,6 +117,13 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                // Each SQLite connection holds its own page cache and thread; after a burst,
+                // idle ones are closed so an idle service gives that memory back. Opening one
+                // again is a file open, unlike a PostgreSQL connection, which keeps sqlx's
+                // default. One stays open: the next request needs no open, and an in-memory
+                // database lives only while a connection does.
+                .idle_timeout(SQLITE_IDLE_TIMEOUT)
+                .min_connections(1)
                 .connect_with(options)
                 .await?;
             Ok(Store::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(()))))
