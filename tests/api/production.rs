@@ -186,7 +186,11 @@ async fn the_jwks_is_one_answer_with_or_without_an_origin_and_every_request_is_c
     assert_eq!(counted(&ok), 2.0);
     assert_eq!(counted(&not_modified), 1.0);
     let timed = sample(&after, "user_auth_http_request_duration_seconds_count", &ok)
-        - sample(&before, "user_auth_http_request_duration_seconds_count", &ok);
+        - sample(
+            &before,
+            "user_auth_http_request_duration_seconds_count",
+            &ok,
+        );
     assert_eq!(timed, 2.0);
 }
 
