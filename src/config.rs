@@ -72,6 +72,8 @@ pub struct Config {
     pub jwks_max_age: Duration,
     pub key_publish_ahead: Duration,
     pub key_cache_ttl: Duration,
+    /// How long a replica keeps a client it read; zero (the default) reads it per request.
+    pub client_cache_ttl: Duration,
     pub kek_source: KekSource,
     pub first_party_client_id: String,
     pub argon2: Argon2Settings,
@@ -164,6 +166,7 @@ impl Config {
             jwks_max_age: vars.duration("JWKS_MAX_AGE", "5m")?,
             key_publish_ahead: vars.duration("KEY_PUBLISH_AHEAD", "1h")?,
             key_cache_ttl: vars.duration("KEY_CACHE_TTL", "10s")?,
+            client_cache_ttl: vars.duration_or_zero("CLIENT_CACHE_TTL", "0s")?,
             kek_source: vars.kek_source()?,
             first_party_client_id: vars
                 .string("FIRST_PARTY_CLIENT_ID")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::clients::Client;
+use crate::clients::{Client, ClientCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{self, RouterSettings};
@@ -134,6 +134,7 @@ impl Application {
                 },
             )),
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
+            client_cache: ClientCache::new(config.client_cache_ttl),
             clock: Arc::clone(&clock),
             jwks_cache_control: jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 
-use crate::clients::Client;
+use crate::clients::{Client, ClientCache};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -37,6 +37,7 @@ pub struct Shared {
     pub hasher: Arc<PasswordHasher>,
     pub tokens: Arc<TokenIssuer>,
     pub first_party: Arc<Client>,
+    pub client_cache: ClientCache,
     pub clock: Arc<dyn Clock>,
     /// `Cache-Control` of the JWKS, rendered once from `JWKS_MAX_AGE`.
     pub jwks_cache_control: HeaderValue,

@@ -1,6 +1,8 @@
 //! OAuth clients: the built-in first-party client, registered clients, and client
 //! authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3).
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -151,10 +153,52 @@ pub enum ClientAuthError {
     Store(#[from] StoreError),
 }
 
+/// Clients read from the database, kept for `CLIENT_CACHE_TTL` when that is set.
+///
+/// Off by default: every request that names a client then reads it, and a client removed with
+/// `clients delete` is refused at once by every replica. With a TTL, each replica keeps a client
+/// it read for that long (the other replicas cannot be told of a deletion), and the client
+/// credentials grant saves a database read per token: BENCHMARKS.md measures both.
+pub struct ClientCache(Option<moka::future::Cache<String, ClientRow>>);
+
+/// Enough for every client of a large deployment; only clients that exist are kept, so
+/// requests naming made-up clients cannot fill it.
+const CLIENT_CACHE_CAPACITY: u64 = 10_000;
+
+impl ClientCache {
+    pub fn new(ttl: Duration) -> Self {
+        ClientCache((!ttl.is_zero()).then(|| {
+            moka::future::Cache::builder()
+                .max_capacity(CLIENT_CACHE_CAPACITY)
+                .time_to_live(ttl)
+                .build()
+        }))
+    }
+
+    async fn client_by_id(
+        &self,
+        store: &Store,
+        client_id: &str,
+    ) -> Result<Option<ClientRow>, StoreError> {
+        let Some(cache) = &self.0 else {
+            return store.client_by_id(client_id).await;
+        };
+        if let Some(row) = cache.get(client_id).await {
+            return Ok(Some(row));
+        }
+        let row = store.client_by_id(client_id).await?;
+        if let Some(row) = &row {
+            cache.insert(client_id.to_owned(), row.clone()).await;
+        }
+        Ok(row)
+    }
+}
+
 /// Authenticates the client of a request. Secrets are compared as SHA-256 digests in constant
 /// time; an unknown client and a wrong secret give the same answer.
 pub async fn authenticate(
     store: &Store,
+    cache: &ClientCache,
     credentials: ClientCredentials,
     first_party: &Client,
 ) -> Result<Client, ClientAuthError> {
@@ -179,7 +223,7 @@ pub async fn authenticate(
     } else if !is_valid_client_id(&client_id) {
         return Err(invalid("client authentication failed").into());
     } else {
-        match store.client_by_id(&client_id).await? {
+        match cache.client_by_id(store, &client_id).await? {
             Some(row) => {
                 let stored_hash = row.secret_hash.clone();
                 let client = Client::from_row(row);

@@ -123,7 +123,13 @@ pub async fn authenticate_client(
     form: &OAuthForm,
 ) -> Result<Client, ApiError> {
     let credentials = client_credentials(headers, form)?;
-    Ok(clients::authenticate(&state.store, credentials, &state.first_party).await?)
+    Ok(clients::authenticate(
+        &state.store,
+        &state.client_cache,
+        credentials,
+        &state.first_party,
+    )
+    .await?)
 }
 
 /// Client authentication as presented: HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1) or

@@ -222,6 +222,34 @@ async fn a_deleted_client_gets_invalid_client_at_the_token_endpoint() {
 }
 
 #[tokio::test]
+async fn with_a_client_cache_a_deleted_client_is_refused_once_its_copy_expires() {
+    let app = TestApp::spawn_with(&[("CLIENT_CACHE_TTL", "3s")]).await;
+    let client = app.confidential_client().await;
+    let read_at = std::time::Instant::now();
+    let read = app.client_credentials_as(&client.basic(), None).await;
+    assert_eq!(read.status(), StatusCode::OK);
+
+    let output = app.cli(&["clients", "delete", &client.client_id]).await;
+    assert!(output.status.success());
+
+    // The replica's copy answers until it expires: that is what the setting trades away.
+    let cached = app.client_credentials_as(&client.basic(), None).await;
+    if read_at.elapsed() < std::time::Duration::from_millis(2_500) {
+        assert_eq!(cached.status(), StatusCode::OK);
+    }
+    // A wrong secret is checked against the copy too.
+    let mut wrong = client.clone();
+    wrong.client_secret = Some("not-the-secret".to_owned());
+    let refused = app.client_credentials_as(&wrong.basic(), None).await;
+    assert_error(refused, StatusCode::UNAUTHORIZED, "invalid_client").await;
+
+    let expiry = std::time::Duration::from_millis(3_300);
+    tokio::time::sleep(expiry.saturating_sub(read_at.elapsed())).await;
+    let expired = app.client_credentials_as(&client.basic(), None).await;
+    assert_error(expired, StatusCode::UNAUTHORIZED, "invalid_client").await;
+}
+
+#[tokio::test]
 async fn a_deleted_public_client_gets_invalid_client_for_the_password_grant() {
     let app = TestApp::spawn().await;
     let client = app.public_client().await;
