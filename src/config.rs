@@ -166,7 +166,7 @@ impl Config {
             jwks_max_age: vars.duration("JWKS_MAX_AGE", "5m")?,
             key_publish_ahead: vars.duration("KEY_PUBLISH_AHEAD", "1h")?,
             key_cache_ttl: vars.duration("KEY_CACHE_TTL", "10s")?,
-            client_cache_ttl: vars.duration_or_zero("CLIENT_CACHE_TTL", "0s")?,
+            client_cache_ttl: vars.duration_or_zero("CLIENT_CACHE_TTL", "1s")?,
             kek_source: vars.kek_source()?,
             first_party_client_id: vars
                 .string("FIRST_PARTY_CLIENT_ID")

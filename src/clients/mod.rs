@@ -153,12 +153,13 @@ pub enum ClientAuthError {
     Store(#[from] StoreError),
 }
 
-/// Clients read from the database, kept for `CLIENT_CACHE_TTL` when that is set.
+/// Clients read from the database, kept for `CLIENT_CACHE_TTL` (default 1 s).
 ///
-/// Off by default: every request that names a client then reads it, and a client removed with
-/// `clients delete` is refused at once by every replica. With a TTL, each replica keeps a client
-/// it read for that long (the other replicas cannot be told of a deletion), and the client
-/// credentials grant saves a database read per token: BENCHMARKS.md measures both.
+/// Each replica keeps a client it read for that long (the other replicas cannot be told of a
+/// deletion, which `clients delete` makes from its own process), so a deleted client is refused
+/// everywhere within the TTL. In exchange a busy client costs one database read per TTL instead
+/// of one per token: that read is a fifth of a client-credentials token's cost on SQLite
+/// (BENCHMARKS.md measures both). `0s` turns the cache off and reads the client per request.
 pub struct ClientCache(Option<moka::future::Cache<String, ClientRow>>);
 
 /// Enough for every client of a large deployment; only clients that exist are kept, so

@@ -193,8 +193,8 @@ async fn clients_list_shows_every_created_client_and_never_a_secret() {
 }
 
 #[tokio::test]
-async fn a_deleted_client_gets_invalid_client_at_the_token_endpoint() {
-    let app = TestApp::spawn().await;
+async fn without_a_client_cache_a_deleted_client_gets_invalid_client_at_once() {
+    let app = TestApp::spawn_with(&[("CLIENT_CACHE_TTL", "0s")]).await;
     let client = app.confidential_client().await;
     let before = app.client_credentials_as(&client.basic(), None).await;
     assert_eq!(before.status(), StatusCode::OK);
