@@ -1,21 +1,62 @@
 //! Queries on `signin_failures`.
 
-use super::{Store, StoreError, on_pool, on_pool_writing};
+use uuid::Uuid;
+
+use super::{Store, StoreError, UserRow, on_pool, on_pool_writing};
+
+/// What a sign-in needs to know of an account before it hashes.
+#[derive(Debug, Default)]
+pub struct SigninAccount {
+    /// The user, if the username is taken.
+    pub user: Option<UserRow>,
+    /// The account's current streak of failed sign-ins, if it has one: `None` when there is
+    /// nothing to clear after a success, `Some(blocked_until)` otherwise. Kept for unknown
+    /// usernames too, so that they are throttled like real ones.
+    pub streak: Option<Option<i64>>,
+}
+
+/// The user and the streak side by side; every column may be null (left joins).
+#[derive(sqlx::FromRow)]
+struct SigninAccountRow {
+    id: Option<Uuid>,
+    username: Option<String>,
+    password_hash: Option<String>,
+    created_at: Option<i64>,
+    disabled_at: Option<i64>,
+    streak_key: Option<String>,
+    blocked_until: Option<i64>,
+}
 
 impl Store {
-    /// The account's current streak of failed sign-ins, if it has one: `None` when there is
-    /// nothing to clear after a success, `Some(blocked_until)` otherwise.
-    pub async fn signin_streak(
-        &self,
-        username_key: &str,
-    ) -> Result<Option<Option<i64>>, StoreError> {
-        let row: Option<(Option<i64>,)> = on_pool!(self, pool => {
-            sqlx::query_as("select blocked_until from signin_failures where username_key = $1")
-                .bind(username_key)
-                .fetch_optional(pool)
-                .await?
+    /// The user and the failure streak of a username key, in one read: a sign-in's only
+    /// database round trip before the hash.
+    pub async fn signin_account(&self, username_key: &str) -> Result<SigninAccount, StoreError> {
+        let row: SigninAccountRow = on_pool!(self, pool => {
+            sqlx::query_as(
+                "select u.id, u.username, u.password_hash, u.created_at, u.disabled_at, \
+                 f.username_key as streak_key, f.blocked_until \
+                 from (select cast($1 as text) as username_key) as k \
+                 left join users u on u.username_key = k.username_key \
+                 left join signin_failures f on f.username_key = k.username_key",
+            )
+            .bind(username_key)
+            .fetch_one(pool)
+            .await?
         });
-        Ok(row.map(|(blocked_until,)| blocked_until))
+        let user = match (row.id, row.username, row.password_hash, row.created_at) {
+            (Some(id), Some(username), Some(password_hash), Some(created_at)) => Some(UserRow {
+                id,
+                username,
+                password_hash,
+                created_at,
+                disabled_at: row.disabled_at,
+            }),
+            _ => None,
+        };
+        Ok(SigninAccount {
+            user,
+            streak: row.streak_key.map(|_| row.blocked_until),
+        })
     }
 
     /// Counts one more failure and answers how many there are in a row now. A streak whose

@@ -33,18 +33,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn user_by_key(&self, username_key: &str) -> Result<Option<UserRow>, StoreError> {
-        Ok(on_pool!(self, pool => {
-            sqlx::query_as(
-                "select id, username, password_hash, created_at, disabled_at \
-                 from users where username_key = $1",
-            )
-            .bind(username_key)
-            .fetch_optional(pool)
-            .await?
-        }))
-    }
-
     pub async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(

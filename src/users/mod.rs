@@ -88,22 +88,17 @@ pub async fn sign_up(
     }
 }
 
-/// Checks a username and password. Unknown users, usernames that break the signup rules and
-/// wrong passwords all cost one hash and give `InvalidCredentials`; `Disabled` is told only to
-/// someone who knows the password.
-pub async fn authenticate(
+/// Checks a password against the user read for the username given (`None` when there is no
+/// such user). Unknown users, usernames that break the signup rules and wrong passwords all
+/// cost one hash and give `InvalidCredentials`; `Disabled` is told only to someone who knows the
+/// password. `throttle::authenticate` reads the user and calls this.
+pub async fn check_password(
     store: &Store,
     hasher: &PasswordHasher,
-    raw_username: &str,
+    row: Option<UserRow>,
     raw_password: &str,
 ) -> Result<User, UserError> {
     let password = Password::normalize(raw_password);
-    // A username that breaks the rules cannot exist; it still costs a hash below, and never
-    // reaches the database (PostgreSQL refuses some characters such as NUL).
-    let row = match Username::parse(raw_username) {
-        Ok(username) => store.user_by_key(username.key()).await?,
-        Err(_) => None,
-    };
     let verification = hasher
         .verify(password, row.as_ref().map(|row| row.password_hash.clone()))
         .await?;

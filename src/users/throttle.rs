@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use super::hashing::PasswordHasher;
 use super::username::Username;
 use super::{User, UserError};
-use crate::store::Store;
+use crate::store::{SigninAccount, Store};
 
 pub const FREE_FAILURES: i64 = 5;
 pub const FIRST_DELAY: Duration = Duration::from_secs(1);
@@ -88,7 +88,7 @@ impl AddressLimiter {
     }
 }
 
-/// Checks a username and password like `users::authenticate`, under both throttles.
+/// Checks a username and password (`users::check_password`), under both throttles.
 pub async fn authenticate(
     store: &Store,
     hasher: &PasswordHasher,
@@ -102,26 +102,26 @@ pub async fn authenticate(
     if let Some(retry_after) = addresses.blocked(address, now) {
         return Err(UserError::Throttled { retry_after });
     }
-    // Usernames that break the rules cannot be accounts; the address limit covers them.
+    // Usernames that break the rules cannot be accounts, and never reach the database
+    // (PostgreSQL refuses some characters such as NUL); the address limit covers them, and
+    // they still cost a hash.
     let account = Username::parse(raw_username).ok();
-    let mut has_streak = false;
-    if let Some(account) = &account
-        && let Some(blocked_until) = store.signin_streak(account.key()).await?
+    let SigninAccount { user, streak } = match &account {
+        Some(account) => store.signin_account(account.key()).await?,
+        None => SigninAccount::default(),
+    };
+    if let Some(Some(until)) = streak
+        && until > now
     {
-        has_streak = true;
-        if let Some(until) = blocked_until
-            && until > now
-        {
-            let retry_after = Duration::from_secs(u64::try_from(until - now).unwrap_or(1));
-            return Err(UserError::Throttled { retry_after });
-        }
+        let retry_after = Duration::from_secs(u64::try_from(until - now).unwrap_or(1));
+        return Err(UserError::Throttled { retry_after });
     }
-    match super::authenticate(store, hasher, raw_username, raw_password).await {
+    match super::check_password(store, hasher, user, raw_password).await {
         Ok(user) => {
             // Most sign-ins follow no failure: they skip the write. A failure recorded by a
             // concurrent request after the read above stays, as a failure that happened.
             if let Some(account) = &account
-                && has_streak
+                && streak.is_some()
             {
                 store.clear_signin_failures(account.key()).await?;
             }
