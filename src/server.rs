@@ -41,7 +41,7 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    service: http::Edge,
     store: Store,
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
@@ -142,7 +142,7 @@ impl Application {
             signin_addresses: Arc::new(AddressLimiter::default()),
             trusted_proxies: Arc::new(config.trusted_proxies.clone()),
         });
-        let router = http::router(
+        let service = http::service(
             state,
             &RouterSettings {
                 cors_allowed_origins: config.cors_allowed_origins.clone(),
@@ -151,7 +151,7 @@ impl Application {
         );
         Ok(Application {
             listener,
-            router,
+            service,
             store,
             keys,
             clock,
@@ -174,7 +174,7 @@ impl Application {
             .jwks(now.unix_timestamp())
             .body
             .clone();
-        self.router = http::with_bare_route(self.router, body);
+        self.service = http::with_bare_route(self.service, body);
         Ok(self)
     }
 
@@ -204,8 +204,9 @@ impl Application {
         };
         let server = axum::serve(
             self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(self.service),
         )
         .with_graceful_shutdown(signal);
         let deadline = async {
