@@ -6,8 +6,7 @@
 //! A hand-written service rather than an axum middleware: a middleware made of a function boxes
 //! its future and clones the state and the stack below it per request, and as a router layer it
 //! sits behind routing, which clones each route's layered stack per request too. For the JWKS
-//! that was a fifth of the server's time per request (the benchmark's JWKS row against the bare
-//! route; see BENCHMARKS.md).
+//! that was 1.1 to 1.5 µs of the server's 8.8 µs of CPU per request (BENCHMARKS.md).
 
 use std::convert::Infallible;
 use std::future::Future;
