@@ -196,10 +196,7 @@ fn answer_jwks_at_edge(state: &AppState, request: &Request) -> Option<Response> 
     response
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("origin"));
-    let request_id = match request.headers().get(&REQUEST_ID) {
-        Some(value) if is_usable_request_id(value) => value.clone(),
-        _ => new_request_id(),
-    };
+    let request_id = clients_request_id(request).unwrap_or_else(new_request_id);
     // Nothing in it logs at the default level, so it needs no span: making one (and rendering
     // its fields) cost more than the answer. The debug line names the request.
     tracing::debug!(
@@ -217,17 +214,24 @@ fn answer_jwks_at_edge(state: &AppState, request: &Request) -> Option<Response> 
     Some(with_edge_headers(response, request_id, false))
 }
 
-/// The request's id: a client's `X-Request-Id` is kept for correlation only when it is short and
-/// plain, else a fresh one replaces it, so a client cannot write arbitrary text into the logs.
+/// The request's id: the client's (`clients_request_id`), else a fresh one that replaces
+/// whatever the client sent, so that the handlers below see the id the logs carry.
 fn request_id(request: &mut Request) -> HeaderValue {
-    match request.headers().get(&REQUEST_ID) {
-        Some(value) if is_usable_request_id(value) => value.clone(),
-        _ => {
-            let fresh = new_request_id();
-            request.headers_mut().insert(REQUEST_ID, fresh.clone());
-            fresh
-        }
-    }
+    clients_request_id(request).unwrap_or_else(|| {
+        let fresh = new_request_id();
+        request.headers_mut().insert(REQUEST_ID, fresh.clone());
+        fresh
+    })
+}
+
+/// A client's `X-Request-Id`, kept for correlation only when it is short and plain, so that a
+/// client cannot write arbitrary text into the logs.
+fn clients_request_id(request: &Request) -> Option<HeaderValue> {
+    request
+        .headers()
+        .get(&REQUEST_ID)
+        .filter(|value| is_usable_request_id(value))
+        .cloned()
 }
 
 fn declares_an_oversized_body(request: &Request) -> bool {
