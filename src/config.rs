@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use secrecy::SecretBox;
 
 /// A configuration value that could not be used; the message names the variable.
@@ -59,8 +60,14 @@ pub struct Config {
     pub database_url: String,
     pub database_max_connections: u32,
     pub cors_allowed_origins: Vec<String>,
-    /// Proxies whose `X-Forwarded-For` entry names the client (SPEC §5).
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies (addresses and CIDR ranges) whose `X-Forwarded-For` entry names the client
+    /// (SPEC §8).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Password checks per second per client address (sign-in, password grant); bursts of twice
+    /// as many.
+    pub password_attempts_per_address: u32,
+    /// Signups per hour per client address.
+    pub signups_per_address: u32,
     /// `None` means "http://localhost:<bound port>", known only once the listener is bound.
     pub issuer: Option<String>,
     /// `None` means the issuer.
@@ -156,7 +163,9 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            trusted_proxies: vars.ip_list("TRUSTED_PROXIES")?,
+            trusted_proxies: vars.networks("TRUSTED_PROXIES")?,
+            password_attempts_per_address: vars.positive("PASSWORD_ATTEMPTS_PER_ADDRESS", 10)?,
+            signups_per_address: vars.positive("SIGNUPS_PER_ADDRESS", 20)?,
             issuer: vars.url("ISSUER")?,
             token_audience: vars.string("TOKEN_AUDIENCE"),
             access_token_ttl: Duration::from_secs(access_minutes.saturating_mul(60)),
@@ -321,7 +330,9 @@ impl Vars<'_> {
         Ok(duration)
     }
 
-    fn ip_list(&self, name: &'static str) -> Result<Vec<IpAddr>, ConfigError> {
+    /// Comma-separated addresses and CIDR ranges (`10.0.0.0/8, fd00::/8, 192.0.2.7`); a bare
+    /// address is a range of one.
+    fn networks(&self, name: &'static str) -> Result<Vec<IpNet>, ConfigError> {
         let Some(list) = self.string(name) else {
             return Ok(Vec::new());
         };
@@ -330,8 +341,16 @@ impl Vars<'_> {
             .filter(|entry| !entry.is_empty())
             .map(|entry| {
                 entry
-                    .parse()
-                    .map_err(|_| invalid(name, entry, "must be comma-separated IP addresses"))
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map(|network| network.trunc())
+                    .map_err(|_| {
+                        invalid(
+                            name,
+                            entry,
+                            "must be comma-separated IP addresses or CIDR ranges such as 10.0.0.0/8",
+                        )
+                    })
             })
             .collect()
     }
@@ -453,6 +472,29 @@ mod tests {
     fn the_old_database_variable_is_read_when_the_new_one_is_unset() {
         let config = load(&[("DATABASE_ONE_URL", "postgres://db/x")]).unwrap();
         assert_eq!(config.database_url, "postgres://db/x");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_cidr_ranges() {
+        let config = load(&[("TRUSTED_PROXIES", "10.0.0.0/8, fd00::/8,192.0.2.7")]).unwrap();
+        let ranges: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(ranges, ["10.0.0.0/8", "fd00::/8", "192.0.2.7/32"]);
+        let message = load(&[("TRUSTED_PROXIES", "10.0.0.0/33")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("TRUSTED_PROXIES"), "{message}");
+    }
+
+    #[test]
+    fn the_per_address_budgets_default_to_ten_checks_a_second_and_twenty_signups_an_hour() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.password_attempts_per_address, 10);
+        assert_eq!(config.signups_per_address, 20);
+        assert!(load(&[("SIGNUPS_PER_ADDRESS", "0")]).is_err());
     }
 
     #[test]

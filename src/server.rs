@@ -20,7 +20,7 @@ use crate::state::{AppState, Shared};
 use crate::store::{Store, StoreError};
 use crate::tokens::{TokenIssuer, TokenSettings};
 use crate::users::hashing::{HashError, PasswordHasher};
-use crate::users::throttle::AddressLimiter;
+use crate::users::throttle::ThrottlePolicy;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -93,6 +93,7 @@ impl Application {
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
         let issuer = config.issuer_for_port(port);
+        let secure_cookies = issuer.starts_with("https://");
 
         let keys = Arc::new(KeyRing::new(
             store.clone(),
@@ -139,8 +140,13 @@ impl Application {
             jwks_cache_control: jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,
             metrics,
-            signin_addresses: Arc::new(AddressLimiter::default()),
-            trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+            throttle: ThrottlePolicy {
+                password_checks_per_second: config.password_attempts_per_address,
+                signups_per_hour: config.signups_per_address,
+            },
+            trusted_proxies: config.trusted_proxies.clone(),
+            untrusted_forwarding_seen: std::sync::atomic::AtomicBool::new(false),
+            secure_cookies,
         });
         let service = http::service(
             state,
@@ -239,7 +245,7 @@ fn jwks_cache_control(max_age: Duration) -> axum::http::HeaderValue {
 }
 
 /// Every replica runs the rotation schedule (the database makes sure a key is created once)
-/// and forgets sign-in failure streaks a day old.
+/// and deletes the sign-in throttling state that no longer limits anyone.
 async fn run_maintenance(store: Store, keys: Arc<KeyRing>, clock: Arc<dyn Clock>, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -249,9 +255,8 @@ async fn run_maintenance(store: Store, keys: Arc<KeyRing>, clock: Arc<dyn Clock>
         if let Err(error) = keys.run_schedule(now).await {
             tracing::error!(%error, "key rotation schedule failed; retrying");
         }
-        let day_ago = now.unix_timestamp().saturating_sub(86_400);
-        if let Err(error) = store.forget_signin_failures_before(day_ago).await {
-            tracing::warn!(%error, "could not forget old sign-in failures");
+        if let Err(error) = crate::users::throttle::forget_expired(&store, now).await {
+            tracing::warn!(%error, "could not delete expired sign-in throttling state");
         }
     }
 }

@@ -60,6 +60,8 @@ pub enum ApiError {
     Busy { retry_after: Duration },
     #[error("too many failed sign-ins; try again later")]
     TooManyAttempts { retry_after: Duration },
+    #[error("too many signups from this address; try again later")]
+    TooManySignups { retry_after: Duration },
     #[error("the server could not complete the request")]
     Internal,
 }
@@ -102,7 +104,7 @@ impl ApiError {
             ApiError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
             ApiError::OAuth(error) => (oauth_status(error.kind), error.kind.code()),
             ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
-            ApiError::TooManyAttempts { .. } => {
+            ApiError::TooManyAttempts { .. } | ApiError::TooManySignups { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
@@ -161,9 +163,9 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         let retry_after = match &self {
-            ApiError::Busy { retry_after } | ApiError::TooManyAttempts { retry_after } => {
-                Some(*retry_after)
-            }
+            ApiError::Busy { retry_after }
+            | ApiError::TooManyAttempts { retry_after }
+            | ApiError::TooManySignups { retry_after } => Some(*retry_after),
             ApiError::OAuth(error) => error.retry_after,
             _ => None,
         };
@@ -186,6 +188,7 @@ impl From<UserError> for ApiError {
             UserError::InvalidCredentials => ApiError::InvalidCredentials,
             UserError::Disabled => ApiError::AccountDisabled,
             UserError::Throttled { retry_after } => ApiError::TooManyAttempts { retry_after },
+            UserError::SignupsThrottled { retry_after } => ApiError::TooManySignups { retry_after },
             UserError::Hashing(error) => error.into(),
             UserError::Store(error) => error.into(),
         }

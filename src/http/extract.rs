@@ -2,6 +2,9 @@
 
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ipnet::IpNet;
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -203,7 +206,8 @@ fn parse_basic(value: &[u8]) -> Result<(String, String), OAuthError> {
 
 /// The client's network address: the socket's peer, or, when that peer is a proxy listed in
 /// `TRUSTED_PROXIES`, the `X-Forwarded-For` entry it added (walking right to left past each
-/// trusted proxy). Entries a client wrote itself are never believed.
+/// trusted proxy). Entries a client wrote itself are never believed: a request that carries
+/// `X-Forwarded-For` from any other peer counts as the peer, and the first one is logged once.
 pub struct ClientAddress(pub IpAddr);
 
 impl FromRequestParts<AppState> for ClientAddress {
@@ -217,27 +221,94 @@ impl FromRequestParts<AppState> for ClientAddress {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
-        let mut address = peer;
-        if state.trusted_proxies.contains(&peer) {
-            let forwarded = parts
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .flat_map(|value| value.split(','))
-                .map(str::trim)
-                .collect::<Vec<_>>();
-            for entry in forwarded.into_iter().rev() {
-                if !state.trusted_proxies.contains(&address) {
-                    break;
-                }
-                match entry.parse::<IpAddr>() {
-                    Ok(hop) => address = hop,
-                    Err(_) => break,
-                }
-            }
+        Ok(ClientAddress(client_address(
+            peer,
+            &parts.headers,
+            &state.trusted_proxies,
+            &state.untrusted_forwarding_seen,
+        )))
+    }
+}
+
+fn client_address(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted_proxies: &[IpNet],
+    untrusted_forwarding_seen: &AtomicBool,
+) -> IpAddr {
+    let trusted = |address: &IpAddr| {
+        let address = canonical(*address);
+        trusted_proxies.iter().any(|proxy| proxy.contains(&address))
+    };
+    let mut entries = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .peekable();
+    if !trusted(&peer) {
+        if entries.peek().is_some() && !untrusted_forwarding_seen.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                %peer,
+                "a request carried X-Forwarded-For from a peer not in TRUSTED_PROXIES: clients \
+                 are counted by the peer's address; list your proxies' addresses or ranges in \
+                 TRUSTED_PROXIES (logged once)"
+            );
         }
-        Ok(ClientAddress(address))
+        return canonical(peer);
+    }
+    let entries: Vec<&str> = entries.collect();
+    let mut address = peer;
+    for entry in entries.into_iter().rev() {
+        if !trusted(&address) {
+            break;
+        }
+        match entry.parse::<IpAddr>() {
+            Ok(hop) => address = hop,
+            Err(_) => break,
+        }
+    }
+    canonical(address)
+}
+
+/// An IPv4 client reached over an IPv6 socket (`::ffff:192.0.2.1`) is the IPv4 address.
+fn canonical(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        IpAddr::V4(_) => address,
+    }
+}
+
+/// The name of the device cookie (SPEC §8: OWASP's device cookies), set at a successful sign-in
+/// so that the browser may still sign in to that account while its failures are over the limit.
+pub const DEVICE_COOKIE: &str = "auth_device";
+
+/// The device cookie the browser sent, if it looks like one this service sets (43 base64url
+/// characters, 256 random bits); anything else is treated as no cookie.
+pub struct DeviceCookie(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == DEVICE_COOKIE)
+            .map(|(_, value)| value.trim_matches('"'))
+            .filter(|value| {
+                value.len() == 43
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .map(str::to_owned);
+        Ok(DeviceCookie(value))
     }
 }
 
@@ -262,5 +333,54 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
             return Err(ApiError::MissingToken);
         }
         Ok(BearerToken(token.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_entry_added_by_the_last_trusted_proxy_names_the_client() {
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()];
+        let seen = AtomicBool::new(false);
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        // The client wrote 1.1.1.1 itself; the ingress appended 203.0.113.9, then another proxy.
+        let headers = forwarded("1.1.1.1, 203.0.113.9, 10.9.9.9");
+        assert_eq!(
+            client_address(peer, &headers, &proxies, &seen),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+        let peer: IpAddr = "fd12::7".parse().unwrap();
+        assert_eq!(
+            client_address(peer, &forwarded("2001:db8::1"), &proxies, &seen),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        assert!(!seen.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn forwarded_entries_from_an_untrusted_peer_are_ignored_and_noted() {
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let seen = AtomicBool::new(false);
+        let peer: IpAddr = "192.0.2.50".parse().unwrap();
+        assert_eq!(
+            client_address(peer, &forwarded("203.0.113.9"), &proxies, &seen),
+            peer
+        );
+        assert!(seen.load(Ordering::Relaxed));
+        let mapped: IpAddr = "::ffff:192.0.2.50".parse().unwrap();
+        assert_eq!(
+            client_address(mapped, &HeaderMap::new(), &proxies, &seen),
+            peer
+        );
     }
 }

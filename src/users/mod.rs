@@ -48,9 +48,12 @@ pub enum UserError {
     /// Only ever returned after the correct password.
     #[error("account is disabled")]
     Disabled,
-    /// Too many failed sign-ins for this account or address: try again after `retry_after`.
+    /// Too many sign-in attempts for this account or address: try again after `retry_after`.
     #[error("too many failed sign-ins; try again later")]
     Throttled { retry_after: std::time::Duration },
+    /// The address used its hourly budget of signups: try again after `retry_after`.
+    #[error("too many signups from this address; try again later")]
+    SignupsThrottled { retry_after: std::time::Duration },
     #[error(transparent)]
     Hashing(#[from] HashError),
     #[error(transparent)]
@@ -58,10 +61,13 @@ pub enum UserError {
 }
 
 /// Creates a user. The unique constraint on the username key decides races: of many concurrent
-/// signups of one name exactly one succeeds.
+/// signups of one name exactly one succeeds. A signup takes one from its address's hourly budget
+/// once its input has passed every rule, before the hash.
 pub async fn sign_up(
     store: &Store,
     hasher: &PasswordHasher,
+    policy: throttle::ThrottlePolicy,
+    address: std::net::IpAddr,
     raw_username: &str,
     raw_password: &str,
     now: OffsetDateTime,
@@ -73,6 +79,7 @@ pub async fn sign_up(
     if store.username_key_exists(username.key()).await? {
         return Err(UserError::UsernameTaken);
     }
+    throttle::admit_signup(store, policy, address, now).await?;
     let password_hash = hasher.hash(password).await?;
     let row = UserRow {
         id: Uuid::new_v4(),
@@ -91,7 +98,7 @@ pub async fn sign_up(
 /// Checks a password against the user read for the username given (`None` when there is no
 /// such user). Unknown users, usernames that break the signup rules and wrong passwords all
 /// cost one hash and give `InvalidCredentials`; `Disabled` is told only to someone who knows the
-/// password. `throttle::authenticate` reads the user and calls this.
+/// password. `throttle::authenticate` reads the user, counts the attempt and calls this.
 pub async fn check_password(
     store: &Store,
     hasher: &PasswordHasher,

@@ -1,182 +1,327 @@
-//! Throttling of failed sign-ins (SPEC §4, §5), at the sign-in endpoint and the password grant
-//! alike. Per account, in the database so every replica counts the same: the first
-//! `FREE_FAILURES` failures in a row cost nothing extra, each further one doubles a delay that
-//! starts at 1 s and stops growing at 15 min, and a success resets it. Per client address, in
-//! memory: more than `ADDRESS_LIMIT` failures in `ADDRESS_WINDOW` are throttled. A throttled
-//! attempt, the correct password included, is refused without being checked and does not extend
-//! the delay, so every delay ends by itself: an attacker can slow an account, never lock it.
+//! Defences against password guessing that an attacker cannot turn against the users (SPEC §8),
+//! shared by the sign-in endpoint and the password grant. Every counter lives in the database,
+//! so N replicas allow what one allows, and every attempt is counted before its password is
+//! checked, atomically, so concurrent guesses cannot slip past a limit while the hashes run:
+//!
+//! - per client address, a budget of password checks per second (`PASSWORD_ATTEMPTS_PER_ADDRESS`,
+//!   bursts of twice as many), so one address cannot take the hasher from everyone else;
+//! - per account *and* address, `FREE_FAILURES` failures in a row, then a delay that doubles from
+//!   `FIRST_DELAY` up to `LONGEST_DELAY`; a success from that address ends it. Someone else's
+//!   guesses from elsewhere never delay the owner;
+//! - per account from all addresses, and per address across accounts, `FAILURE_LIMIT` failures per
+//!   `FAILURE_WINDOW`; past it, only a source that signed in to the account successfully in the
+//!   last `TRUSTED_FOR` (its address, or a browser's device cookie, as OWASP's device cookies) may
+//!   still try. The owner signing in from where they usually do is never locked out.
+//!
+//! A refused attempt is answered with how long to wait, is not checked and counts nothing.
 
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use moka::sync::Cache;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::hashing::PasswordHasher;
+use super::hashing::{HashError, PasswordHasher};
 use super::username::Username;
 use super::{User, UserError};
-use crate::store::{SigninAccount, Store};
+use crate::store::{
+    Admission, RateBudget, SigninAccount, SigninAttempt, Store, StoreError, StreakRule, WindowRule,
+};
 
+/// Failures in a row, per account and address, that cost nothing extra.
 pub const FREE_FAILURES: i64 = 5;
+/// The delay after the free failures, doubled by each further one up to `LONGEST_DELAY`.
 pub const FIRST_DELAY: Duration = Duration::from_secs(1);
 pub const LONGEST_DELAY: Duration = Duration::from_secs(15 * 60);
-pub const ADDRESS_LIMIT: u32 = 100;
-pub const ADDRESS_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// A streak whose last failure is this old starts over.
+/// Failures per account (from all addresses) and per address (across accounts) in a window.
+pub const FAILURE_LIMIT: i64 = 100;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// How long a successful sign-in keeps its address or device trusted for the account.
+pub const TRUSTED_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// A streak whose last attempt is this old starts over.
 const STREAK_FORGOTTEN_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
-/// At most this many addresses are tracked at once: memory stays bounded under a flood of
-/// spoofed or distinct addresses (the least recently seen are dropped first).
-const TRACKED_ADDRESSES: u64 = 100_000;
+/// A trusted source's time is renewed at most this often, so that most sign-ins write nothing
+/// for it.
+const TRUST_RENEWED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The delay imposed after `failures` failures in a row, if any.
-pub fn delay_after(failures: i64) -> Option<Duration> {
-    let beyond_free = failures.checked_sub(FREE_FAILURES).filter(|n| *n > 0)?;
-    let doublings = u32::try_from(beyond_free - 1).unwrap_or(u32::MAX).min(20);
-    Some((FIRST_DELAY * 2u32.pow(doublings)).min(LONGEST_DELAY))
+/// The per-address budgets, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    /// Password checks per second per address; bursts of twice as many.
+    pub password_checks_per_second: u32,
+    pub signups_per_hour: u32,
 }
 
-struct Window {
-    started: i64,
-    failures: u32,
-}
+impl ThrottlePolicy {
+    fn password_budget(self) -> RateBudget {
+        let rate = i64::from(self.password_checks_per_second.max(1));
+        RateBudget {
+            interval_ms: (1_000 / rate).max(1),
+            burst: rate.saturating_mul(2),
+        }
+    }
 
-/// Failures per client address in fixed windows of `ADDRESS_WINDOW`.
-pub struct AddressLimiter {
-    windows: Cache<IpAddr, Arc<Mutex<Window>>>,
-}
-
-impl Default for AddressLimiter {
-    fn default() -> Self {
-        AddressLimiter {
-            windows: Cache::builder()
-                .max_capacity(TRACKED_ADDRESSES)
-                .time_to_live(ADDRESS_WINDOW)
-                .build(),
+    fn signup_budget(self) -> RateBudget {
+        let rate = i64::from(self.signups_per_hour.max(1));
+        RateBudget {
+            interval_ms: (3_600_000 / rate).max(1),
+            burst: rate,
         }
     }
 }
 
-impl AddressLimiter {
-    fn window_seconds() -> i64 {
-        i64::try_from(ADDRESS_WINDOW.as_secs()).unwrap_or(i64::MAX)
-    }
+/// The address throttling counts by: IPv4 addresses one by one, IPv6 addresses by their /64,
+/// which is what one subscriber or host is usually given (RFC 6177). An IPv4 address written as
+/// IPv6 (`::ffff:192.0.2.1`) is the IPv4 address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AddressGroup(IpAddr);
 
-    /// How long until `address` may try again, if it is throttled now.
-    pub fn blocked(&self, address: IpAddr, now: i64) -> Option<Duration> {
-        let window = self.windows.get(&address)?;
-        let window = window.lock().ok()?;
-        let ends = window.started.saturating_add(Self::window_seconds());
-        (window.failures > ADDRESS_LIMIT && now < ends)
-            .then(|| Duration::from_secs(u64::try_from(ends - now).unwrap_or(1)))
-    }
-
-    pub fn record_failure(&self, address: IpAddr, now: i64) {
-        let window = self.windows.get_with(address, || {
-            Arc::new(Mutex::new(Window {
-                started: now,
-                failures: 0,
-            }))
-        });
-        if let Ok(mut window) = window.lock() {
-            if now >= window.started.saturating_add(Self::window_seconds()) {
-                window.started = now;
-                window.failures = 0;
-            }
-            window.failures = window.failures.saturating_add(1);
+impl AddressGroup {
+    pub fn of(address: IpAddr) -> AddressGroup {
+        match address {
+            IpAddr::V4(v4) => AddressGroup(IpAddr::V4(v4)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => AddressGroup(IpAddr::V4(v4)),
+                None => {
+                    let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                    AddressGroup(IpAddr::V6(Ipv6Addr::from(prefix)))
+                }
+            },
         }
     }
 }
 
-/// Checks a username and password (`users::check_password`), under both throttles.
+impl fmt::Display for AddressGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => write!(f, "{v4}"),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// Where a sign-in comes from: the client's address, and the device cookie its browser holds,
+/// if any (only browsers send one).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub address: IpAddr,
+    pub device: Option<&'a str>,
+}
+
+/// A successful sign-in.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub user: User,
+    /// A device cookie value to hand to a browser that had none (see `Origin::device`).
+    pub new_device: Option<String>,
+}
+
+/// The sources a device cookie and an address are stored as.
+fn device_source(cookie: &str) -> String {
+    format!("device:{}", hex::encode(Sha256::digest(cookie.as_bytes())))
+}
+
+fn new_device_cookie() -> Result<String, UserError> {
+    let mut bytes = [0u8; 32];
+    openssl::rand::rand_bytes(&mut bytes)
+        .map_err(|error| UserError::Hashing(HashError::Failed(error.to_string())))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Whole seconds, rounded up: a client told to wait 0 s would come back too early.
+fn seconds_from_ms(ms: i64) -> Duration {
+    let ms = u64::try_from(ms).unwrap_or(0).max(1);
+    Duration::from_secs(ms.div_ceil(1_000))
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn unix_ms(now: OffsetDateTime) -> i64 {
+    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// Checks a username and password (`users::check_password`) under every limit of SPEC §8.
 pub async fn authenticate(
     store: &Store,
     hasher: &PasswordHasher,
-    addresses: &AddressLimiter,
-    address: IpAddr,
+    policy: ThrottlePolicy,
+    origin: Origin<'_>,
     raw_username: &str,
     raw_password: &str,
     now: OffsetDateTime,
-) -> Result<User, UserError> {
-    let now = now.unix_timestamp();
-    if let Some(retry_after) = addresses.blocked(address, now) {
-        return Err(UserError::Throttled { retry_after });
-    }
+) -> Result<SignedIn, UserError> {
+    let unix = now.unix_timestamp();
+    let address = AddressGroup::of(origin.address).to_string();
+    let device = origin.device.map(device_source);
     // Usernames that break the rules cannot be accounts, and never reach the database
-    // (PostgreSQL refuses some characters such as NUL); the address limit covers them, and
-    // they still cost a hash.
+    // (PostgreSQL refuses some characters such as NUL); the address's limits still count them,
+    // and they still cost a hash.
     let account = Username::parse(raw_username).ok();
-    let SigninAccount { user, streak } = match &account {
-        Some(account) => store.signin_account(account.key()).await?,
+    let SigninAccount {
+        user,
+        address_trusted_at,
+        device_trusted_at,
+    } = match &account {
+        Some(account) => {
+            store
+                .signin_account(account.key(), &address, device.as_deref())
+                .await?
+        }
         None => SigninAccount::default(),
     };
-    if let Some(Some(until)) = streak
-        && until > now
+    let trusted_since = unix.saturating_sub(seconds(TRUSTED_FOR));
+    let trusted = [address_trusted_at, device_trusted_at]
+        .into_iter()
+        .flatten()
+        .any(|at| at >= trusted_since);
+
+    let account_window = account
+        .as_ref()
+        .map(|account| format!("account:{}", account.key()));
+    let address_window = format!("address:{address}");
+    let budget_key = format!("password:{address}");
+    let mut windows = Vec::with_capacity(2);
+    if let Some(key) = &account_window {
+        windows.push((key.as_str(), trusted));
+    }
+    windows.push((address_window.as_str(), trusted));
+    let attempt = SigninAttempt {
+        now: unix,
+        now_ms: unix_ms(now),
+        budget: (&budget_key, policy.password_budget()),
+        streak: account.as_ref().map(|account| {
+            (
+                account.key(),
+                address.as_str(),
+                StreakRule {
+                    free: FREE_FAILURES,
+                    first_delay: seconds(FIRST_DELAY),
+                    longest_delay: seconds(LONGEST_DELAY),
+                    forget_before: unix.saturating_sub(seconds(STREAK_FORGOTTEN_AFTER)),
+                },
+            )
+        }),
+        windows,
+        window_rule: WindowRule {
+            seconds: seconds(FAILURE_WINDOW),
+            limit: FAILURE_LIMIT,
+        },
+    };
+    if let Admission::Refused { retry_after_ms } = store.count_signin_attempt(&attempt).await? {
+        return Err(UserError::Throttled {
+            retry_after: seconds_from_ms(retry_after_ms),
+        });
+    }
+
+    // The attempt is counted as a failure already: a wrong password writes nothing more.
+    let user = super::check_password(store, hasher, user, raw_password).await?;
+    let Some(account) = account else {
+        // A user was found, so the username parsed; this is unreachable in practice.
+        return Ok(SignedIn {
+            user,
+            new_device: None,
+        });
+    };
+    let renew_before = unix.saturating_sub(seconds(TRUST_RENEWED_AFTER));
+    let stale = |at: Option<i64>| at.is_none_or(|at| at < renew_before);
+    let new_device = match origin.device {
+        Some(_) => None,
+        None => Some(new_device_cookie()?),
+    };
+    let new_device_source = new_device.as_deref().map(device_source);
+    let mut sources = Vec::with_capacity(2);
+    if stale(address_trusted_at) {
+        sources.push(address.as_str());
+    }
+    match (&device, &new_device_source) {
+        (Some(source), _) if stale(device_trusted_at) => sources.push(source.as_str()),
+        (_, Some(source)) => sources.push(source.as_str()),
+        _ => {}
+    }
+    let windows: Vec<&str> = [account_window.as_deref(), Some(address_window.as_str())]
+        .into_iter()
+        .flatten()
+        .collect();
+    store
+        .record_signin_success(account.key(), &address, &windows, &sources, unix)
+        .await?;
+    Ok(SignedIn { user, new_device })
+}
+
+/// Takes one signup from the address's hourly budget (`SIGNUPS_PER_ADDRESS`), before any hashing.
+pub async fn admit_signup(
+    store: &Store,
+    policy: ThrottlePolicy,
+    address: IpAddr,
+    now: OffsetDateTime,
+) -> Result<(), UserError> {
+    let key = format!("signup:{}", AddressGroup::of(address));
+    match store
+        .take_rate_token(&key, policy.signup_budget(), unix_ms(now))
+        .await?
     {
-        let retry_after = Duration::from_secs(u64::try_from(until - now).unwrap_or(1));
-        return Err(UserError::Throttled { retry_after });
+        None => Ok(()),
+        Some(retry_after_ms) => Err(UserError::SignupsThrottled {
+            retry_after: seconds_from_ms(retry_after_ms),
+        }),
     }
-    match super::check_password(store, hasher, user, raw_password).await {
-        Ok(user) => {
-            // Most sign-ins follow no failure: they skip the write. A failure recorded by a
-            // concurrent request after the read above stays, as a failure that happened.
-            if let Some(account) = &account
-                && streak.is_some()
-            {
-                store.clear_signin_failures(account.key()).await?;
-            }
-            Ok(user)
-        }
-        Err(UserError::InvalidCredentials) => {
-            addresses.record_failure(address, now);
-            if let Some(account) = &account {
-                let fresh_after = now.saturating_sub(
-                    i64::try_from(STREAK_FORGOTTEN_AFTER.as_secs()).unwrap_or(i64::MAX),
-                );
-                let failures = store
-                    .record_signin_failure(account.key(), now, fresh_after)
-                    .await?;
-                if let Some(delay) = delay_after(failures) {
-                    let until = now.saturating_add(i64::try_from(delay.as_secs()).unwrap_or(1));
-                    store.block_signins(account.key(), until).await?;
-                }
-            }
-            Err(UserError::InvalidCredentials)
-        }
-        Err(other) => Err(other),
-    }
+}
+
+/// Deletes the throttling state that no longer limits anyone (the maintenance loop calls it).
+pub async fn forget_expired(store: &Store, now: OffsetDateTime) -> Result<u64, StoreError> {
+    let unix = now.unix_timestamp();
+    store
+        .purge_throttle_state(
+            unix,
+            unix_ms(now),
+            unix.saturating_sub(seconds(STREAK_FORGOTTEN_AFTER)),
+            unix.saturating_sub(seconds(FAILURE_WINDOW)),
+            unix.saturating_sub(seconds(TRUSTED_FOR)),
+        )
+        .await
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
-    fn five_failures_are_free_then_the_delay_doubles_from_one_second_up_to_fifteen_minutes() {
-        assert_eq!(delay_after(0), None);
-        assert_eq!(delay_after(5), None);
-        assert_eq!(delay_after(6), Some(Duration::from_secs(1)));
-        assert_eq!(delay_after(7), Some(Duration::from_secs(2)));
-        assert_eq!(delay_after(10), Some(Duration::from_secs(16)));
-        assert_eq!(delay_after(15), Some(Duration::from_secs(512)));
-        assert_eq!(delay_after(16), Some(LONGEST_DELAY));
-        assert_eq!(delay_after(i64::MAX), Some(LONGEST_DELAY));
+    fn ipv6_addresses_count_by_their_slash_64_and_mapped_ipv4_as_ipv4() {
+        let a = AddressGroup::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = AddressGroup::of("2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap());
+        let other = AddressGroup::of("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+        let mapped = AddressGroup::of("::ffff:192.0.2.7".parse().unwrap());
+        assert_eq!(mapped.to_string(), "192.0.2.7");
+        assert_eq!(mapped, AddressGroup::of("192.0.2.7".parse().unwrap()));
     }
 
     #[test]
-    fn an_address_is_throttled_past_the_limit_until_its_window_ends() {
-        let limiter = AddressLimiter::default();
-        let address: IpAddr = [192, 0, 2, 1].into();
-        for _ in 0..ADDRESS_LIMIT {
-            limiter.record_failure(address, 1_000);
-        }
-        assert_eq!(limiter.blocked(address, 1_000), None);
-        limiter.record_failure(address, 1_000);
-        assert_eq!(
-            limiter.blocked(address, 1_100),
-            Some(Duration::from_secs(800))
-        );
-        assert_eq!(limiter.blocked(address, 1_900), None);
-        assert_eq!(limiter.blocked([192, 0, 2, 2].into(), 1_100), None);
+    fn the_password_budget_is_the_rate_per_second_with_bursts_of_twice_as_many() {
+        let policy = ThrottlePolicy {
+            password_checks_per_second: 10,
+            signups_per_hour: 20,
+        };
+        let budget = policy.password_budget();
+        assert_eq!((budget.interval_ms, budget.burst), (100, 20));
+        let budget = policy.signup_budget();
+        assert_eq!((budget.interval_ms, budget.burst), (180_000, 20));
+    }
+
+    #[test]
+    fn waits_are_whole_seconds_rounded_up() {
+        assert_eq!(seconds_from_ms(1), Duration::from_secs(1));
+        assert_eq!(seconds_from_ms(0), Duration::from_secs(1));
+        assert_eq!(seconds_from_ms(1_000), Duration::from_secs(1));
+        assert_eq!(seconds_from_ms(1_001), Duration::from_secs(2));
+        assert_eq!(seconds_from_ms(900_000), LONGEST_DELAY);
     }
 }

@@ -157,9 +157,21 @@ pub struct TestAppBuilder {
 #[derive(Default)]
 pub struct MovableClock {
     ahead_seconds: std::sync::atomic::AtomicI64,
+    /// When set, time stands still here until the test moves it.
+    stopped_at: Option<time::OffsetDateTime>,
 }
 
 impl MovableClock {
+    /// A clock that stands still (at the real time it was made, in whole seconds) until moved:
+    /// for tests that count what happens within one second.
+    pub fn stopped() -> Arc<MovableClock> {
+        let now = time::OffsetDateTime::now_utc();
+        Arc::new(MovableClock {
+            ahead_seconds: std::sync::atomic::AtomicI64::new(0),
+            stopped_at: Some(now.replace_nanosecond(0).unwrap()),
+        })
+    }
+
     pub fn advance(&self, by: Duration) {
         self.ahead_seconds.fetch_add(
             i64::try_from(by.as_secs()).unwrap(),
@@ -170,7 +182,8 @@ impl MovableClock {
 
 impl user_auth_service::clock::Clock for MovableClock {
     fn now(&self) -> time::OffsetDateTime {
-        time::OffsetDateTime::now_utc()
+        self.stopped_at
+            .unwrap_or_else(time::OffsetDateTime::now_utc)
             + time::Duration::seconds(self.ahead_seconds.load(std::sync::atomic::Ordering::SeqCst))
     }
 }
@@ -220,6 +233,10 @@ impl TestAppBuilder {
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
             ("ARGON2_PARALLELISM", "1"),
+            // Every test request comes from 127.0.0.1: the per-address budgets are the subject
+            // of their own tests (throttling.rs), which set them.
+            ("PASSWORD_ATTEMPTS_PER_ADDRESS", "1000"),
+            ("SIGNUPS_PER_ADDRESS", "1000000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

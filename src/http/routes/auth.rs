@@ -2,17 +2,19 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{AppendHeaders, IntoResponse};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{AppJson, BearerToken, ClientAddress};
+use crate::http::extract::{AppJson, BearerToken, ClientAddress, DEVICE_COOKIE, DeviceCookie};
 use crate::state::AppState;
 use crate::tokens::{IdToken, Subject};
-use crate::users::{self, User, UserError, throttle};
+use crate::users::throttle::{self, Origin, TRUSTED_FOR};
+use crate::users::{self, User, UserError};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
@@ -69,15 +71,19 @@ pub struct SessionResponse {
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "`invalid_request`: missing field or a broken username or password rule", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: the address used its signups for now (SIGNUPS_PER_ADDRESS); see Retry-After", body = ErrorBody),
         (status = 503, description = "Password hasher saturated; see Retry-After", body = ErrorBody)))]
 pub async fn signup(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     AppJson(credentials): AppJson<Credentials>,
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
     let now = state.clock.now();
     let user = users::sign_up(
         &state.store,
         &state.hasher,
+        state.throttle,
+        address,
         &credentials.username,
         &credentials.password,
         now,
@@ -88,29 +94,35 @@ pub async fn signup(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-/// Signs a user in.
+/// Signs a user in. A browser that had no device cookie gets one (`auth_device`, HttpOnly, 30
+/// days): while the account's failures are over the limit, it may still sign in.
 #[utoipa::path(post, path = "/api/v1/auth/signin", tag = "users", request_body = Credentials,
     responses(
-        (status = 200, description = "Signed in", body = SessionResponse),
+        (status = 200, description = "Signed in; may set the `auth_device` cookie", body = SessionResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: unknown user or wrong password, alike", body = ErrorBody),
         (status = 403, description = "`account_disabled`, only after a correct password", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: failed sign-ins throttled; see Retry-After", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: throttled (failed sign-ins, or the address's budget of password checks); see Retry-After", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Missing or mistyped field", body = ErrorBody),
         (status = 503, description = "Password hasher saturated; see Retry-After", body = ErrorBody)))]
 pub async fn signin(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
+    DeviceCookie(device): DeviceCookie,
     AppJson(credentials): AppJson<Credentials>,
-) -> Result<Json<SessionResponse>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let now = state.clock.now();
-    let user = throttle::authenticate(
+    let origin = Origin {
+        address,
+        device: device.as_deref(),
+    };
+    let signed_in = throttle::authenticate(
         &state.store,
         &state.hasher,
-        &state.signin_addresses,
-        address,
+        state.throttle,
+        origin,
         &credentials.username,
         &credentials.password,
         now,
@@ -121,9 +133,26 @@ pub async fn signin(
             state.metrics.signin_failed("signin");
         }
     })?;
-    let session = start_session(&state, &user, now).await?;
+    let session = start_session(&state, &signed_in.user, now).await?;
     state.metrics.token_issued("signin");
-    Ok(Json(session))
+    let cookie = signed_in
+        .new_device
+        .and_then(|value| device_cookie(&value, state.secure_cookies));
+    Ok((
+        AppendHeaders(cookie.map(|c| (header::SET_COOKIE, c))),
+        Json(session),
+    ))
+}
+
+/// `Set-Cookie` for a new device cookie: script cannot read it, it is sent to this service only,
+/// and it lasts as long as a sign-in keeps its source trusted.
+fn device_cookie(value: &str, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{DEVICE_COOKIE}={value}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax{secure}",
+        TRUSTED_FOR.as_secs()
+    ))
+    .ok()
 }
 
 /// Tokens for the first-party client, with all its scopes.

@@ -9,7 +9,7 @@ use crate::tokens::scope::Scope;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer};
 use crate::users::UserError;
 use crate::users::hashing::{HashError, PasswordHasher};
-use crate::users::throttle::{self, AddressLimiter};
+use crate::users::throttle::{self, Origin, ThrottlePolicy};
 use std::net::IpAddr;
 
 pub struct PasswordRequest<'a> {
@@ -23,7 +23,7 @@ pub struct PasswordRequest<'a> {
 pub async fn exchange(
     store: &Store,
     hasher: &PasswordHasher,
-    addresses: &AddressLimiter,
+    policy: ThrottlePolicy,
     issuer: &TokenIssuer,
     client: &Client,
     request: PasswordRequest<'_>,
@@ -31,11 +31,16 @@ pub async fn exchange(
 ) -> Result<IssuedTokens, OAuthError> {
     client.require_grant(GrantType::Password)?;
     let scope = client.grant_scope(request.scope)?;
-    let user = throttle::authenticate(
+    // OAuth clients are applications, not browsers: no device cookie.
+    let origin = Origin {
+        address: request.address,
+        device: None,
+    };
+    let signed_in = throttle::authenticate(
         store,
         hasher,
-        addresses,
-        request.address,
+        policy,
+        origin,
         request.username,
         request.password,
         now,
@@ -48,13 +53,15 @@ pub async fn exchange(
         | UserError::UsernameTaken => {
             OAuthError::new(OAuthErrorKind::InvalidGrant, "invalid username or password")
         }
-        UserError::Throttled { retry_after } => OAuthError {
-            retry_after: Some(retry_after),
-            ..OAuthError::new(
-                OAuthErrorKind::TooManyAttempts,
-                "too many failed sign-ins; try again later",
-            )
-        },
+        UserError::Throttled { retry_after } | UserError::SignupsThrottled { retry_after } => {
+            OAuthError {
+                retry_after: Some(retry_after),
+                ..OAuthError::new(
+                    OAuthErrorKind::TooManyAttempts,
+                    "too many failed sign-ins; try again later",
+                )
+            }
+        }
         UserError::Disabled => {
             OAuthError::new(OAuthErrorKind::InvalidGrant, "the account is disabled")
         }
@@ -75,7 +82,7 @@ pub async fn exchange(
         }
     })?;
     let subject = Subject {
-        user: &user,
+        user: &signed_in.user,
         auth_time: now.unix_timestamp(),
     };
     Ok(issuer
