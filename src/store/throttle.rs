@@ -303,6 +303,45 @@ impl Store {
         Ok(())
     }
 
+    /// An attempt counted by `count_signin_attempt` was never checked (the hasher was busy): it
+    /// no longer counts as a failure in its streak or in `windows`, and the delay it started is
+    /// taken back to the one before it (none under `free` failures, else half as long).
+    pub async fn uncount_signin_attempt(
+        &self,
+        streak: Option<(&str, &str, StreakRule)>,
+        windows: &[&str],
+    ) -> Result<(), StoreError> {
+        on_pool_writing!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if let Some((username_key, address, rule)) = streak {
+                sqlx::query(
+                    "update signin_streaks set failures = failures - 1, \
+                     delay_seconds = case when failures - 1 < $3 then 0 \
+                                          else delay_seconds / 2 end, \
+                     next_attempt_at = case when failures - 1 < $3 then last_attempt_at \
+                         else next_attempt_at - delay_seconds + delay_seconds / 2 end \
+                     where username_key = $1 and address = $2 and failures > 0",
+                )
+                .bind(username_key)
+                .bind(address)
+                .bind(rule.free)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for key in windows {
+                sqlx::query(
+                    "update failure_windows set failures = failures - 1 \
+                     where key = $1 and failures > 0",
+                )
+                .bind(*key)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     /// Takes one request from the budget under `key`: `None` when allowed, else how many
     /// milliseconds until it would be.
     pub async fn take_rate_token(

@@ -218,8 +218,22 @@ pub async fn authenticate(
         });
     }
 
+    let windows: Vec<&str> = [account_window.as_deref(), Some(address_window.as_str())]
+        .into_iter()
+        .flatten()
+        .collect();
     // The attempt is counted as a failure already: a wrong password writes nothing more.
-    let user = super::check_password(store, hasher, user, raw_password).await?;
+    let user = match super::check_password(store, hasher, user, raw_password).await {
+        Ok(user) => user,
+        Err(busy @ UserError::Hashing(HashError::Busy { .. })) => {
+            // Not checked: a server too busy to check must not count against the user.
+            store
+                .uncount_signin_attempt(attempt.streak, &windows)
+                .await?;
+            return Err(busy);
+        }
+        Err(other) => return Err(other),
+    };
     let Some(account) = account else {
         // A user was found, so the username parsed; this is unreachable in practice.
         return Ok(SignedIn {
@@ -243,10 +257,6 @@ pub async fn authenticate(
         (_, Some(source)) => sources.push(source.as_str()),
         _ => {}
     }
-    let windows: Vec<&str> = [account_window.as_deref(), Some(address_window.as_str())]
-        .into_iter()
-        .flatten()
-        .collect();
     store
         .record_signin_success(account.key(), &address, &windows, &sources, unix)
         .await?;

@@ -543,3 +543,84 @@ async fn two_replicas_share_the_per_address_budget_of_password_checks() {
         assert_eq!(statuses, [StatusCode::TOO_MANY_REQUESTS]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attempt_the_busy_hasher_could_not_check_counts_nothing() {
+    let clock = MovableClock::stopped();
+    // One hash at a time, one waiter at most, each hash long enough that 8 at once overlap.
+    let app = TestApp::builder()
+        .clock(Arc::clone(&clock))
+        .var("PASSWORD_HASH_CONCURRENCY", "1")
+        .var("PASSWORD_HASH_MAX_WAITING", "1")
+        .var("ARGON2_MEMORY_KIB", "65536")
+        .var("ARGON2_ITERATIONS", "3")
+        .spawn()
+        .await;
+    let (username, password, _) = app.signup_new_user().await;
+    let statuses = fail_many(&app, 8, 8, Some(&username), |_| "ignored".to_owned()).await;
+    let checked = count(&statuses, StatusCode::UNAUTHORIZED);
+    let busy = count(&statuses, StatusCode::SERVICE_UNAVAILABLE);
+    let waiting = count(&statuses, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(checked + busy + waiting, 8, "{statuses:?}");
+    assert!(busy >= 1, "the hasher was busy for some: {statuses:?}");
+    assert!(checked <= 5, "{statuses:?}");
+    // Only the checked ones count: the rest of the five free failures are still there.
+    for _ in checked..5 {
+        let response = app.signin_response(&username, "wrong-password-1").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = app.signin_response(&username, &password).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Rows in each table of the throttling state.
+async fn throttle_rows(url: &str) -> Vec<i64> {
+    use sqlx::Connection as _;
+    let mut counts = Vec::new();
+    for table in [
+        "signin_streaks",
+        "failure_windows",
+        "trusted_signin_sources",
+        "rate_limits",
+    ] {
+        let query = format!("select count(*) from {table}");
+        let (count,): (i64,) = if url.starts_with("postgres") {
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(sqlx::AssertSqlSafe(query))
+                .fetch_one(&mut connection)
+                .await
+                .unwrap()
+        } else {
+            let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(sqlx::AssertSqlSafe(query))
+                .fetch_one(&mut connection)
+                .await
+                .unwrap()
+        };
+        counts.push(count);
+    }
+    counts
+}
+
+#[tokio::test]
+async fn maintenance_deletes_the_throttling_state_once_it_limits_no_one() {
+    let clock = MovableClock::stopped();
+    // The maintenance loop runs every KEY_CACHE_TTL (at least 1 s).
+    let app = spawn_behind_proxy(&clock, &[("KEY_CACHE_TTL", "1s")]).await;
+    let (username, password, _) = app.signup_new_user().await;
+    signin_from(&app, "192.0.2.1", &username, &password, None).await;
+    fail_many(&app, 7, 1, Some(&username), |_| "192.0.2.2".to_owned()).await;
+    let before = throttle_rows(&app.database.url).await;
+    assert!(before.iter().all(|rows| *rows > 0), "{before:?}");
+
+    clock.advance(Duration::from_secs(31 * 24 * 60 * 60));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows = throttle_rows(&app.database.url).await;
+        if rows.iter().all(|rows| *rows == 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still there: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
