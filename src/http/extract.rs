@@ -15,6 +15,7 @@ use super::error::ApiError;
 use crate::clients::{self, Client, ClientCredentials};
 use crate::state::AppState;
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
+use crate::users::throttle::Device;
 
 /// `axum::Json` whose rejections are our error body: 415 for another content type, 400 for
 /// malformed JSON, 422 for missing or mistyped fields, 413 over the size limit.
@@ -284,9 +285,24 @@ fn canonical(address: IpAddr) -> IpAddr {
 /// so that the browser may still sign in to that account while its failures are over the limit.
 pub const DEVICE_COOKIE: &str = "auth_device";
 
-/// The device cookie the browser sent, if it looks like one this service sets (43 base64url
-/// characters, 256 random bits); anything else is treated as no cookie.
-pub struct DeviceCookie(pub Option<String>);
+/// Whether the client is a browser, and the device cookie it sent, if it looks like one this
+/// service sets (43 base64url characters, 256 random bits; anything else counts as none).
+/// Browsers, and only browsers, send `Sec-Fetch-Mode` (Fetch Metadata) with every request;
+/// other clients would drop a cookie, so none is made for them.
+pub struct DeviceCookie {
+    pub browser: bool,
+    pub cookie: Option<String>,
+}
+
+impl DeviceCookie {
+    pub fn device(&self) -> Device<'_> {
+        if self.browser {
+            Device::Browser(self.cookie.as_deref())
+        } else {
+            Device::NotABrowser
+        }
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
     type Rejection = ApiError;
@@ -308,7 +324,10 @@ impl<S: Send + Sync> FromRequestParts<S> for DeviceCookie {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
             .map(str::to_owned);
-        Ok(DeviceCookie(value))
+        Ok(DeviceCookie {
+            browser: parts.headers.contains_key("sec-fetch-mode"),
+            cookie: value,
+        })
     }
 }
 

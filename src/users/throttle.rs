@@ -103,12 +103,30 @@ impl fmt::Display for AddressGroup {
     }
 }
 
-/// Where a sign-in comes from: the client's address, and the device cookie its browser holds,
-/// if any (only browsers send one).
+/// Where a sign-in comes from: the client's address, and, for a browser, the device cookie it
+/// holds, if any.
 #[derive(Debug, Clone, Copy)]
 pub struct Origin<'a> {
     pub address: IpAddr,
-    pub device: Option<&'a str>,
+    pub device: Device<'a>,
+}
+
+/// Whether the client keeps cookies, and the device cookie it sent.
+#[derive(Debug, Clone, Copy)]
+pub enum Device<'a> {
+    /// An application (the password grant, a script): it would drop a cookie, so none is made,
+    /// and nothing is stored for one.
+    NotABrowser,
+    Browser(Option<&'a str>),
+}
+
+impl<'a> Device<'a> {
+    fn cookie(self) -> Option<&'a str> {
+        match self {
+            Device::NotABrowser => None,
+            Device::Browser(cookie) => cookie,
+        }
+    }
 }
 
 /// A successful sign-in.
@@ -157,7 +175,7 @@ pub async fn authenticate(
 ) -> Result<SignedIn, UserError> {
     let unix = now.unix_timestamp();
     let address = AddressGroup::of(origin.address).to_string();
-    let device = origin.device.map(device_source);
+    let device = origin.device.cookie().map(device_source);
     // Usernames that break the rules cannot be accounts, and never reach the database
     // (PostgreSQL refuses some characters such as NUL); the address's limits still count them,
     // and they still cost a hash.
@@ -244,8 +262,8 @@ pub async fn authenticate(
     let renew_before = unix.saturating_sub(seconds(TRUST_RENEWED_AFTER));
     let stale = |at: Option<i64>| at.is_none_or(|at| at < renew_before);
     let new_device = match origin.device {
-        Some(_) => None,
-        None => Some(new_device_cookie()?),
+        Device::Browser(None) => Some(new_device_cookie()?),
+        Device::Browser(Some(_)) | Device::NotABrowser => None,
     };
     let new_device_source = new_device.as_deref().map(device_source);
     let mut sources = Vec::with_capacity(2);

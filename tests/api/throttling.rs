@@ -14,21 +14,25 @@ use crate::helpers::{
     MovableClock, TestApp, assert_error, header, strong_password, unique_username,
 };
 
-/// A sign-in as a client behind the proxy (`X-Forwarded-For`), with a device cookie if given.
+/// A sign-in as a client behind the proxy (`X-Forwarded-For`); `browser` sends what a browser's
+/// `fetch` sends (`Sec-Fetch-Mode`), with a device cookie if given.
 async fn signin_from(
     app: &TestApp,
     forwarded_for: &str,
     username: &str,
     password: &str,
-    device: Option<&str>,
+    browser: Option<Option<&str>>,
 ) -> reqwest::Response {
     let mut request = app
         .client
         .post(app.url("/api/v1/auth/signin"))
         .header("x-forwarded-for", forwarded_for)
         .json(&json!({"username": username, "password": password}));
-    if let Some(device) = device {
-        request = request.header("cookie", format!("auth_device={device}"));
+    if let Some(device) = browser {
+        request = request.header("sec-fetch-mode", "cors");
+        if let Some(device) = device {
+            request = request.header("cookie", format!("auth_device={device}"));
+        }
     }
     request.send().await.unwrap()
 }
@@ -293,7 +297,7 @@ async fn the_owner_signs_in_from_a_known_address_during_a_flood_of_a_thousand_fa
     let app = spawn_behind_proxy(&clock, &[]).await;
     let (username, password, _) = app.signup_new_user().await;
     // The owner signed in before, from home with a browser, and from the office.
-    let response = signin_from(&app, "192.0.2.10", &username, &password, None).await;
+    let response = signin_from(&app, "192.0.2.10", &username, &password, Some(None)).await;
     assert_eq!(response.status(), StatusCode::OK);
     let set_cookie = header(&response, "set-cookie");
     assert!(
@@ -305,7 +309,14 @@ async fn the_owner_signs_in_from_a_known_address_during_a_flood_of_a_thousand_fa
         .and_then(|rest| rest.split(';').next())
         .unwrap()
         .to_owned();
-    let response = signin_from(&app, "192.0.2.11", &username, &password, Some(&device)).await;
+    let response = signin_from(
+        &app,
+        "192.0.2.11",
+        &username,
+        &password,
+        Some(Some(&device)),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers().get("set-cookie").is_none(),
@@ -329,12 +340,44 @@ async fn the_owner_signs_in_from_a_known_address_during_a_flood_of_a_thousand_fa
     // ...the owner at home does not, nor the owner's browser from anywhere.
     let response = signin_from(&app, "192.0.2.10", &username, &password, None).await;
     assert_eq!(response.status(), StatusCode::OK);
-    let response = signin_from(&app, "198.51.100.99", &username, &password, Some(&device)).await;
+    let response = signin_from(
+        &app,
+        "198.51.100.99",
+        &username,
+        &password,
+        Some(Some(&device)),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     // A made-up cookie is no key.
     let made_up = "A".repeat(43);
-    let response = signin_from(&app, "198.51.100.98", &username, &password, Some(&made_up)).await;
+    let response = signin_from(
+        &app,
+        "198.51.100.98",
+        &username,
+        &password,
+        Some(Some(&made_up)),
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn only_browsers_get_a_device_cookie() {
+    let clock = MovableClock::stopped();
+    let app = spawn_behind_proxy(&clock, &[]).await;
+    let (username, password, _) = app.signup_new_user().await;
+    // A script or an app would drop the cookie: it gets none, and nothing is stored for one.
+    let response = signin_from(&app, "192.0.2.1", &username, &password, None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("set-cookie").is_none());
+    let response = signin_from(&app, "192.0.2.1", &username, &password, Some(None)).await;
+    let set_cookie = header(&response, "set-cookie");
+    assert!(set_cookie.starts_with("auth_device="), "{set_cookie}");
+    assert!(
+        set_cookie.contains("Max-Age=2592000") && !set_cookie.contains("Secure"),
+        "30 days, and not Secure on an http issuer: {set_cookie}"
+    );
 }
 
 #[tokio::test]

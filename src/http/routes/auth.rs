@@ -94,8 +94,9 @@ pub async fn signup(
     Ok((StatusCode::CREATED, Json(session)))
 }
 
-/// Signs a user in. A browser that had no device cookie gets one (`auth_device`, HttpOnly, 30
-/// days): while the account's failures are over the limit, it may still sign in.
+/// Signs a user in. A browser (a request with `Sec-Fetch-Mode`) that had no device cookie gets
+/// one (`auth_device`, HttpOnly, 30 days): while the account's failures are over the limit, it
+/// may still sign in.
 #[utoipa::path(post, path = "/api/v1/auth/signin", tag = "users", request_body = Credentials,
     responses(
         (status = 200, description = "Signed in; may set the `auth_device` cookie", body = SessionResponse),
@@ -110,13 +111,13 @@ pub async fn signup(
 pub async fn signin(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
-    DeviceCookie(device): DeviceCookie,
+    device: DeviceCookie,
     AppJson(credentials): AppJson<Credentials>,
 ) -> Result<impl IntoResponse, ApiError> {
     let now = state.clock.now();
     let origin = Origin {
         address,
-        device: device.as_deref(),
+        device: device.device(),
     };
     let signed_in = throttle::authenticate(
         &state.store,

@@ -9,7 +9,7 @@ use crate::tokens::scope::Scope;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer};
 use crate::users::UserError;
 use crate::users::hashing::{HashError, PasswordHasher};
-use crate::users::throttle::{self, Origin, ThrottlePolicy};
+use crate::users::throttle::{self, Device, Origin, ThrottlePolicy};
 use std::net::IpAddr;
 
 pub struct PasswordRequest<'a> {
@@ -34,7 +34,7 @@ pub async fn exchange(
     // OAuth clients are applications, not browsers: no device cookie.
     let origin = Origin {
         address: request.address,
-        device: None,
+        device: Device::NotABrowser,
     };
     let signed_in = throttle::authenticate(
         store,
