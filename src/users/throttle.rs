@@ -105,7 +105,7 @@ pub async fn authenticate(
     // Usernames that break the rules cannot be accounts, and never reach the database
     // (PostgreSQL refuses some characters such as NUL); the address limit covers them, and
     // they still cost a hash.
-    let account = Username::parse(raw_username).ok();
+    let account = Username::lookup(raw_username).ok();
     let SigninAccount { user, streak } = match &account {
         Some(account) => store.signin_account(account.key()).await?,
         None => SigninAccount::default(),
