@@ -106,6 +106,10 @@ impl UsernameKey {
     pub fn key(&self) -> &str {
         &self.key
     }
+
+    pub fn skeleton(&self) -> String {
+        skeleton(&self.key)
+    }
 }
 
 /// The skeleton of a comparison key (UTS #39 §4). The key is already case-folded, so case
