@@ -203,7 +203,7 @@ pub async fn users(
         UsersCommand::Disable { username } => (username, Some(now.unix_timestamp())),
         UsersCommand::Enable { username } => (username, None),
     };
-    let parsed = Username::parse(username).map_err(|_| format!("no user named {username:?}"))?;
+    let parsed = Username::lookup(username).map_err(|_| format!("no user named {username:?}"))?;
     let found = store
         .set_user_disabled(parsed.key(), disabled_at)
         .await

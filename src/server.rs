@@ -49,10 +49,12 @@ pub struct Application {
     shutdown_timeout: Duration,
 }
 
-/// Connects to the database and applies the migrations (start-up and `migrate` share it).
+/// Connects to the database, applies the migrations and fills in what they cannot compute
+/// (start-up and `migrate` share it).
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(&config.database_url, config.database_max_connections).await?;
     store.migrate().await?;
+    crate::users::fill_in_skeletons(&store).await?;
     Ok(store)
 }
 

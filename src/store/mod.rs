@@ -23,7 +23,7 @@ pub use clients::ClientRow;
 pub use keys::{NewSigningKey, SigningKeyRow};
 pub use refresh_tokens::{NewRefreshToken, RefreshGrantRow, RefreshTokenRow, Rotation};
 pub use throttle::{Admission, RateBudget, SigninAccount, SigninAttempt, StreakRule, WindowRule};
-pub use users::UserRow;
+pub use users::{UnskeletonedUser, UserRow};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 macro_rules! on_pool {

@@ -60,9 +60,10 @@ pub enum UserError {
     Store(#[from] StoreError),
 }
 
-/// Creates a user. The unique constraint on the username key decides races: of many concurrent
-/// signups of one name exactly one succeeds. A signup takes one from its address's hourly budget
-/// once its input has passed every rule, before the hash.
+/// Creates a user. The unique constraints on the username key and on its skeleton decide races:
+/// of many concurrent signups of one name, or of names that only look alike, exactly one succeeds.
+/// A signup takes one from its address's hourly budget once its input has passed every rule,
+/// before the hash.
 pub async fn sign_up(
     store: &Store,
     hasher: &PasswordHasher,
@@ -72,11 +73,24 @@ pub async fn sign_up(
     raw_password: &str,
     now: OffsetDateTime,
 ) -> Result<User, UserError> {
-    let username = Username::parse(raw_username)?;
+    let username = match Username::parse(raw_username) {
+        Ok(username) => username,
+        Err(rule) => {
+            // A refused name that looks like an existing user's is that user's name to whoever
+            // reads it: taken (SPEC §8), whatever else is wrong with it.
+            if let Ok(name) = Username::lookup(raw_username)
+                && store.username_taken(name.key(), &name.skeleton()).await?
+            {
+                return Err(UserError::UsernameTaken);
+            }
+            return Err(rule.into());
+        }
+    };
     let password = Password::new_for(raw_password, username.as_str())?;
-    // A cheap check first spares a hash for the common case of a taken name; the constraint
-    // below still decides the race.
-    if store.username_key_exists(username.key()).await? {
+    let skeleton = username.skeleton();
+    // A cheap check first spares a hash for the common case of a taken name; the constraints
+    // below still decide the race.
+    if store.username_taken(username.key(), &skeleton).await? {
         return Err(UserError::UsernameTaken);
     }
     throttle::admit_signup(store, policy, address, now).await?;
@@ -88,7 +102,7 @@ pub async fn sign_up(
         created_at: now.unix_timestamp(),
         disabled_at: None,
     };
-    match store.insert_user(&row, username.key()).await {
+    match store.insert_user(&row, username.key(), &skeleton).await {
         Ok(()) => Ok(row.into()),
         Err(StoreError::Conflict) => Err(UserError::UsernameTaken),
         Err(error) => Err(error.into()),
@@ -129,6 +143,48 @@ pub async fn check_password(
         }
     }
     Ok(row.into())
+}
+
+/// How many users `fill_in_skeletons` reads and writes at a time.
+const SKELETON_BATCH: i64 = 500;
+/// A batch whose transaction met a skeleton stored by another replica is read again (what that
+/// replica stored is then seen); a few tries are plenty.
+const SKELETON_BATCH_TRIES: u32 = 5;
+
+/// Gives the users made before usernames had a stored skeleton their skeleton, oldest first, so
+/// that a new name that only looks like theirs is refused too (SPEC §8). A user whose skeleton an
+/// earlier user holds keeps none and is named, by id only, in a warning at each start-up: both
+/// users keep signing in, and which of them keeps the look is for an operator to decide. Runs at
+/// every start-up and `migrate`, after the migrations; with nothing to do it is one indexed query.
+pub async fn fill_in_skeletons(store: &Store) -> Result<(), StoreError> {
+    // Before every (created_at, id) a row can have.
+    let mut after = (i64::MIN, Uuid::nil());
+    let mut tries = 0;
+    loop {
+        let batch = store.users_without_skeleton(after, SKELETON_BATCH).await?;
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
+        let next = (last.created_at, last.id);
+        let skeletons: Vec<(Uuid, String)> = batch
+            .iter()
+            .map(|user| (user.id, username::skeleton(&user.username_key)))
+            .collect();
+        match store.fill_username_skeletons(&skeletons).await {
+            Ok(taken) => {
+                for user_id in taken {
+                    tracing::warn!(
+                        %user_id,
+                        "username looks like an earlier user's: no skeleton stored"
+                    );
+                }
+                after = next;
+                tries = 0;
+            }
+            Err(StoreError::Conflict) if tries + 1 < SKELETON_BATCH_TRIES => tries += 1,
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 pub async fn find(store: &Store, id: Uuid) -> Result<Option<User>, UserError> {

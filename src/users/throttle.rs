@@ -179,7 +179,7 @@ pub async fn authenticate(
     // Usernames that break the rules cannot be accounts, and never reach the database
     // (PostgreSQL refuses some characters such as NUL); the address's limits still count them,
     // and they still cost a hash.
-    let account = Username::parse(raw_username).ok();
+    let account = Username::lookup(raw_username).ok();
     let SigninAccount {
         user,
         address_trusted_at,

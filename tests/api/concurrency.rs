@@ -8,7 +8,10 @@ use serde_json::Value;
 use crate::helpers::{TestApp, strong_password, unique_username};
 
 /// Run these signups all at once; answers each (status, body).
-async fn signups_at_once(app: &Arc<TestApp>, usernames: Vec<String>) -> Vec<(StatusCode, Value)> {
+pub(crate) async fn signups_at_once(
+    app: &Arc<TestApp>,
+    usernames: Vec<String>,
+) -> Vec<(StatusCode, Value)> {
     let barrier = Arc::new(tokio::sync::Barrier::new(usernames.len()));
     let tasks: Vec<_> = usernames
         .into_iter()

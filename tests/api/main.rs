@@ -37,4 +37,5 @@ mod signup;
 mod throttling;
 mod token_password_grant;
 mod userinfo;
+mod usernames;
 mod users_cli;
