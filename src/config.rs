@@ -89,6 +89,14 @@ pub struct Config {
     pub password_hash_max_waiting: usize,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// `HTTP_HEADER_TIMEOUT`: how long a client has to send a request's headers, counted from the
+    /// connection's accept for its first request and from the first byte for a later one.
+    pub http_header_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT`: how long a connection with no request in flight stays open waiting
+    /// for the next one (counted from the previous answer being ready).
+    pub http_idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: connections open at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
     pub log_format: LogFormat,
 }
 
@@ -193,6 +201,9 @@ impl Config {
             password_hash_max_waiting: vars.positive("PASSWORD_HASH_MAX_WAITING", 256)?,
             request_timeout: vars.duration("REQUEST_TIMEOUT", "30s")?,
             shutdown_timeout: vars.duration("SHUTDOWN_TIMEOUT", "10s")?,
+            http_header_timeout: vars.duration("HTTP_HEADER_TIMEOUT", "10s")?,
+            http_idle_timeout: vars.duration("HTTP_IDLE_TIMEOUT", "60s")?,
+            max_connections: vars.positive("MAX_CONNECTIONS", 10_000)?,
             log_format: match vars.string("LOG_FORMAT").as_deref() {
                 None => LogFormat::Auto,
                 Some("text") => LogFormat::Text,
@@ -466,6 +477,32 @@ mod tests {
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.issuer_for_port(8001), "http://localhost:8001");
         assert!(matches!(config.kek_source, KekSource::File(_)));
+        assert_eq!(config.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, 10_000);
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_bad_ones_name_their_variable() {
+        let config = load(&[
+            ("HTTP_HEADER_TIMEOUT", "3s"),
+            ("HTTP_IDLE_TIMEOUT", "2m"),
+            ("MAX_CONNECTIONS", "500"),
+        ])
+        .unwrap();
+        assert_eq!(config.http_header_timeout, Duration::from_secs(3));
+        assert_eq!(config.http_idle_timeout, Duration::from_secs(120));
+        assert_eq!(config.max_connections, 500);
+        for (name, bad) in [
+            ("HTTP_HEADER_TIMEOUT", "0s"),
+            ("HTTP_HEADER_TIMEOUT", "10"),
+            ("HTTP_IDLE_TIMEOUT", "0s"),
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "-1"),
+        ] {
+            let message = load(&[(name, bad)]).unwrap_err().to_string();
+            assert!(message.starts_with(name), "{name}={bad}: {message}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::clients::{Client, ClientCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::http::connections::{self, ConnectionLimits};
 use crate::http::{self, RouterSettings};
 use crate::keys::encryption::KeyEncryptionKeys;
 use crate::keys::kek::{self, KekError};
@@ -47,6 +48,7 @@ pub struct Application {
     clock: Arc<dyn Clock>,
     schedule_every: Duration,
     shutdown_timeout: Duration,
+    connection_limits: ConnectionLimits,
 }
 
 /// Connects to the database, applies the migrations and fills in what they cannot compute
@@ -168,6 +170,11 @@ impl Application {
                 .key_cache_ttl
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             shutdown_timeout: config.shutdown_timeout,
+            connection_limits: ConnectionLimits {
+                header_timeout: config.http_header_timeout,
+                idle_timeout: config.http_idle_timeout,
+                max_connections: config.max_connections,
+            },
         })
     }
 
@@ -204,36 +211,17 @@ impl Application {
             Arc::clone(&self.clock),
             self.schedule_every,
         ));
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = async move {
-            shutdown.await;
-            tracing::info!("shutting down: finishing requests in flight");
-            let _ = stopping_tx.send(());
-        };
-        let server = axum::serve(
+        connections::serve(
             self.listener,
-            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
-                SocketAddr,
-            >(self.service),
+            self.service,
+            self.connection_limits,
+            shutdown,
+            self.shutdown_timeout,
         )
-        .with_graceful_shutdown(signal);
-        let deadline = async {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(self.shutdown_timeout).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        let result = tokio::select! {
-            result = server => result,
-            () = deadline => {
-                tracing::warn!("shutdown timeout reached: dropping requests still in flight");
-                Ok(())
-            }
-        };
+        .await;
         schedule.abort();
         self.store.close().await;
-        result
+        Ok(())
     }
 }
 

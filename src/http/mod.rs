@@ -1,6 +1,7 @@
 //! The HTTP edge: the router, its tower layers, error rendering and extractors. The only
 //! module that knows axum.
 
+pub mod connections;
 mod edge;
 pub mod error;
 pub mod extract;

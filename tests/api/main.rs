@@ -8,6 +8,7 @@ mod client_credentials;
 mod clients_cli;
 mod concurrency;
 mod config_and_cli;
+mod connections;
 mod crash;
 mod database_outage;
 mod discovery;
