@@ -132,6 +132,10 @@ const COUNT_IN_WINDOW: &str = "insert into failure_windows (key, window_start, f
      where $4 or failure_windows.window_start <= $3 or failure_windows.failures < $5 \
      returning failures";
 
+/// Takes back one failure counted in a window (the attempt succeeded, or was never checked).
+const UNCOUNT_IN_WINDOW: &str =
+    "update failure_windows set failures = failures - 1 where key = $1 and failures > 0";
+
 /// How many rows one maintenance statement deletes at most, so it never holds a long lock.
 const PURGE_BATCH: i64 = 1_000;
 
@@ -278,13 +282,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             for key in windows {
-                sqlx::query(
-                    "update failure_windows set failures = failures - 1 \
-                     where key = $1 and failures > 0",
-                )
-                .bind(*key)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(UNCOUNT_IN_WINDOW)
+                    .bind(*key)
+                    .execute(&mut *tx)
+                    .await?;
             }
             for source in sources {
                 sqlx::query(
@@ -329,13 +330,10 @@ impl Store {
                 .await?;
             }
             for key in windows {
-                sqlx::query(
-                    "update failure_windows set failures = failures - 1 \
-                     where key = $1 and failures > 0",
-                )
-                .bind(*key)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(UNCOUNT_IN_WINDOW)
+                    .bind(*key)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
         });

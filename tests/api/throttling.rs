@@ -529,18 +529,24 @@ async fn one_address_flooding_sign_ins_leaves_another_addresss_sign_in_answered(
     assert!(refused > checked, "{refused} refused, {checked} checked");
 }
 
-#[tokio::test]
-async fn two_replicas_allow_what_one_allows() {
-    let clock = MovableClock::stopped();
-    let first = spawn_behind_proxy(&clock, &[("PASSWORD_ATTEMPTS_PER_ADDRESS", "500")]).await;
+/// Two replicas behind the proxy on one database, with this per-address budget.
+async fn two_replicas(clock: &Arc<MovableClock>, budget: &str) -> (TestApp, TestApp) {
+    let first = spawn_behind_proxy(clock, &[("PASSWORD_ATTEMPTS_PER_ADDRESS", budget)]).await;
     let second = TestApp::builder()
         .database(first.database.clone())
         .kek(first.kek.clone())
-        .clock(Arc::clone(&clock))
+        .clock(Arc::clone(clock))
         .var("TRUSTED_PROXIES", "127.0.0.0/8")
-        .var("PASSWORD_ATTEMPTS_PER_ADDRESS", "500")
+        .var("PASSWORD_ATTEMPTS_PER_ADDRESS", budget)
         .spawn()
         .await;
+    (first, second)
+}
+
+#[tokio::test]
+async fn two_replicas_allow_what_one_allows() {
+    let clock = MovableClock::stopped();
+    let (first, second) = two_replicas(&clock, "500").await;
     let (username, password, _) = first.signup_new_user().await;
 
     // The streak of one account from one address: 3 failures on one replica, 2 on the other.
@@ -567,15 +573,7 @@ async fn two_replicas_allow_what_one_allows() {
 #[tokio::test]
 async fn two_replicas_share_the_per_address_budget_of_password_checks() {
     let clock = MovableClock::stopped();
-    let first = spawn_behind_proxy(&clock, &[("PASSWORD_ATTEMPTS_PER_ADDRESS", "2")]).await;
-    let second = TestApp::builder()
-        .database(first.database.clone())
-        .kek(first.kek.clone())
-        .clock(Arc::clone(&clock))
-        .var("TRUSTED_PROXIES", "127.0.0.0/8")
-        .var("PASSWORD_ATTEMPTS_PER_ADDRESS", "2")
-        .spawn()
-        .await;
+    let (first, second) = two_replicas(&clock, "2").await;
     // A burst of 4 from one address: 2 through each replica, then none through either.
     for app in [&first, &second] {
         let statuses = fail_many(app, 2, 1, None, |_| "198.51.100.9".to_owned()).await;
