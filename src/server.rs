@@ -21,7 +21,7 @@ use crate::state::{AppState, Shared};
 use crate::store::{Store, StoreError};
 use crate::tokens::{TokenIssuer, TokenSettings};
 use crate::users::hashing::{HashError, PasswordHasher};
-use crate::users::throttle::ThrottlePolicy;
+use crate::users::throttle::{Throttle, ThrottlePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -144,10 +144,10 @@ impl Application {
             jwks_cache_control: jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,
             metrics,
-            throttle: ThrottlePolicy {
+            throttle: Throttle::new(ThrottlePolicy {
                 password_checks_per_second: config.password_attempts_per_address,
                 signups_per_hour: config.signups_per_address,
-            },
+            }),
             trusted_proxies: config.trusted_proxies.clone(),
             untrusted_forwarding_seen: std::sync::atomic::AtomicBool::new(false),
             secure_cookies,

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::TokenIssuer;
 use crate::users::hashing::PasswordHasher;
-use crate::users::throttle::ThrottlePolicy;
+use crate::users::throttle::Throttle;
 
 /// Cloned for every request (axum's `State`): one reference count to bump, not one per field,
 /// which two cores fighting over a dozen counters made visible in the JWKS benchmark.
@@ -43,7 +43,7 @@ pub struct Shared {
     pub jwks_cache_control: HeaderValue,
     pub refresh_reuse_grace: Duration,
     pub metrics: Arc<Metrics>,
-    pub throttle: ThrottlePolicy,
+    pub throttle: Throttle,
     /// Proxies whose `X-Forwarded-For` entry names the client (SPEC §8).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Set once a request carried `X-Forwarded-For` from a peer not in `trusted_proxies`, so

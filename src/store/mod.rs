@@ -22,7 +22,9 @@ use sqlx::{PgPool, SqlitePool};
 pub use clients::ClientRow;
 pub use keys::{NewSigningKey, SigningKeyRow};
 pub use refresh_tokens::{NewRefreshToken, RefreshGrantRow, RefreshTokenRow, Rotation};
-pub use throttle::{Admission, RateBudget, SigninAccount, SigninAttempt, StreakRule, WindowRule};
+pub use throttle::{
+    Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, StreakRule, WindowRule,
+};
 pub use users::{UnskeletonedUser, UserRow};
 
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.

@@ -86,7 +86,17 @@ pub enum Admission {
     /// Refused, and nothing counted: the client may try again in this many milliseconds.
     Refused {
         retry_after_ms: i64,
+        by: RefusedBy,
     },
+}
+
+/// Which limit refused an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBy {
+    Budget,
+    Streak,
+    /// The failure window at this index of `SigninAttempt::windows`.
+    Window(usize),
 }
 
 /// Generic cell rate algorithm (as in redis-cell): a request is allowed when the theoretical
@@ -204,7 +214,7 @@ impl Store {
                     .bind(budget_key)
                     .fetch_one(&mut *tx)
                     .await?;
-                refusal = Some(tat - budget.tolerance_ms() - attempt.now_ms);
+                refusal = Some((tat - budget.tolerance_ms() - attempt.now_ms, RefusedBy::Budget));
             }
             if let (None, Some((username_key, address, rule))) = (refusal, attempt.streak) {
                 let counted: Option<(i64,)> = sqlx::query_as(COUNT_STREAK)
@@ -226,10 +236,10 @@ impl Store {
                     .bind(address)
                     .fetch_one(&mut *tx)
                     .await?;
-                    refusal = Some((next - attempt.now).saturating_mul(1_000));
+                    refusal = Some(((next - attempt.now).saturating_mul(1_000), RefusedBy::Streak));
                 }
             }
-            for (key, exempt) in &attempt.windows {
+            for (index, (key, exempt)) in attempt.windows.iter().enumerate() {
                 if refusal.is_some() {
                     break;
                 }
@@ -248,7 +258,10 @@ impl Store {
                             .fetch_one(&mut *tx)
                             .await?;
                     let ends = start.saturating_add(attempt.window_rule.seconds);
-                    refusal = Some((ends - attempt.now).saturating_mul(1_000));
+                    refusal = Some((
+                        (ends - attempt.now).saturating_mul(1_000),
+                        RefusedBy::Window(index),
+                    ));
                 }
             }
             match refusal {
@@ -256,9 +269,9 @@ impl Store {
                     tx.commit().await?;
                     Admission::Admitted
                 }
-                Some(retry_after_ms) => {
+                Some((retry_after_ms, by)) => {
                     tx.rollback().await?;
-                    Admission::Refused { retry_after_ms }
+                    Admission::Refused { retry_after_ms, by }
                 }
             }
         }))

@@ -67,7 +67,7 @@ pub enum UserError {
 pub async fn sign_up(
     store: &Store,
     hasher: &PasswordHasher,
-    policy: throttle::ThrottlePolicy,
+    throttle: &throttle::Throttle,
     address: std::net::IpAddr,
     raw_username: &str,
     raw_password: &str,
@@ -93,7 +93,7 @@ pub async fn sign_up(
     if store.username_taken(username.key(), &skeleton).await? {
         return Err(UserError::UsernameTaken);
     }
-    throttle::admit_signup(store, policy, address, now).await?;
+    throttle::admit_signup(store, throttle, address, now).await?;
     let password_hash = hasher.hash(password).await?;
     let row = UserRow {
         id: Uuid::new_v4(),

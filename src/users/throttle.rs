@@ -13,7 +13,11 @@
 //!   last `TRUSTED_FOR` (its address, or a browser's device cookie, as OWASP's device cookies) may
 //!   still try. The owner signing in from where they usually do is never locked out.
 //!
-//! A refused attempt is answered with how long to wait, is not checked and counts nothing.
+//! A refused attempt is answered with how long to wait, is not checked and counts nothing. Each
+//! replica remembers a refusal by an address's budget or by a failure window until it ends, so
+//! that a flood of refused attempts is answered from memory instead of costing a database write
+//! each. (A success can take a failure back from a window; a remembered refusal then holds for
+//! the attempts that are not exempt anyway, a slot stricter than the database at most.)
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -21,6 +25,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -28,7 +33,8 @@ use super::hashing::{HashError, PasswordHasher};
 use super::username::Username;
 use super::{User, UserError};
 use crate::store::{
-    Admission, RateBudget, SigninAccount, SigninAttempt, Store, StoreError, StreakRule, WindowRule,
+    Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, Store, StoreError, StreakRule,
+    WindowRule,
 };
 
 /// Failures in a row, per account and address, that cost nothing extra.
@@ -70,6 +76,43 @@ impl ThrottlePolicy {
             interval_ms: (3_600_000 / rate).max(1),
             burst: rate,
         }
+    }
+}
+
+/// At most this many refusals are remembered at once, so memory stays bounded under a flood of
+/// distinct addresses (the least recently used go first, and are then asked of the database).
+const REMEMBERED_REFUSALS: u64 = 100_000;
+
+/// The per-address budgets, and the refusals this replica remembers until they end.
+pub struct Throttle {
+    pub policy: ThrottlePolicy,
+    /// Counter key → the Unix time in milliseconds until which the database refused it.
+    refusals: Cache<String, i64>,
+}
+
+impl Throttle {
+    pub fn new(policy: ThrottlePolicy) -> Throttle {
+        Throttle {
+            policy,
+            refusals: Cache::builder()
+                .max_capacity(REMEMBERED_REFUSALS)
+                // No refusal lasts longer than the longest delay or window.
+                .time_to_live(LONGEST_DELAY.max(FAILURE_WINDOW))
+                .build(),
+        }
+    }
+
+    /// How long the refusal of `key` still lasts, if this replica saw one that has not ended.
+    fn refused(&self, key: &str, now_ms: i64) -> Option<i64> {
+        self.refusals
+            .get(key)
+            .map(|until| until - now_ms)
+            .filter(|left| *left > 0)
+    }
+
+    fn remember(&self, key: &str, now_ms: i64, retry_after_ms: i64) {
+        self.refusals
+            .insert(key.to_owned(), now_ms.saturating_add(retry_after_ms));
     }
 }
 
@@ -167,14 +210,21 @@ fn unix_ms(now: OffsetDateTime) -> i64 {
 pub async fn authenticate(
     store: &Store,
     hasher: &PasswordHasher,
-    policy: ThrottlePolicy,
+    throttle: &Throttle,
     origin: Origin<'_>,
     raw_username: &str,
     raw_password: &str,
     now: OffsetDateTime,
 ) -> Result<SignedIn, UserError> {
     let unix = now.unix_timestamp();
+    let now_ms = unix_ms(now);
     let address = AddressGroup::of(origin.address).to_string();
+    let budget_key = format!("password:{address}");
+    if let Some(retry_after_ms) = throttle.refused(&budget_key, now_ms) {
+        return Err(UserError::Throttled {
+            retry_after: seconds_from_ms(retry_after_ms),
+        });
+    }
     let device = origin.device.cookie().map(device_source);
     // Usernames that break the rules cannot be accounts, and never reach the database
     // (PostgreSQL refuses some characters such as NUL); the address's limits still count them,
@@ -202,16 +252,27 @@ pub async fn authenticate(
         .as_ref()
         .map(|account| format!("account:{}", account.key()));
     let address_window = format!("address:{address}");
-    let budget_key = format!("password:{address}");
     let mut windows = Vec::with_capacity(2);
     if let Some(key) = &account_window {
         windows.push((key.as_str(), trusted));
     }
     windows.push((address_window.as_str(), trusted));
+    // Window refusals this replica already knows of (an exempt attempt is never refused by a
+    // window). A streak's refusals are not remembered: a success from the address, on any
+    // replica, ends them before their time.
+    let known_refusal = windows
+        .iter()
+        .filter(|(_, exempt)| !exempt)
+        .find_map(|(key, _)| throttle.refused(key, now_ms));
+    if let Some(retry_after_ms) = known_refusal {
+        return Err(UserError::Throttled {
+            retry_after: seconds_from_ms(retry_after_ms),
+        });
+    }
     let attempt = SigninAttempt {
         now: unix,
-        now_ms: unix_ms(now),
-        budget: (&budget_key, policy.password_budget()),
+        now_ms,
+        budget: (&budget_key, throttle.policy.password_budget()),
         streak: account.as_ref().map(|account| {
             (
                 account.key(),
@@ -230,7 +291,15 @@ pub async fn authenticate(
             limit: FAILURE_LIMIT,
         },
     };
-    if let Admission::Refused { retry_after_ms } = store.count_signin_attempt(&attempt).await? {
+    if let Admission::Refused { retry_after_ms, by } = store.count_signin_attempt(&attempt).await? {
+        let refused_key = match by {
+            RefusedBy::Budget => Some(budget_key.as_str()),
+            RefusedBy::Streak => None,
+            RefusedBy::Window(index) => attempt.windows.get(index).map(|(key, _)| *key),
+        };
+        if let Some(key) = refused_key {
+            throttle.remember(key, now_ms, retry_after_ms);
+        }
         return Err(UserError::Throttled {
             retry_after: seconds_from_ms(retry_after_ms),
         });
@@ -284,15 +353,25 @@ pub async fn authenticate(
 /// Takes one signup from the address's hourly budget (`SIGNUPS_PER_ADDRESS`), before any hashing.
 pub async fn admit_signup(
     store: &Store,
-    policy: ThrottlePolicy,
+    throttle: &Throttle,
     address: IpAddr,
     now: OffsetDateTime,
 ) -> Result<(), UserError> {
+    let now_ms = unix_ms(now);
     let key = format!("signup:{}", AddressGroup::of(address));
-    match store
-        .take_rate_token(&key, policy.signup_budget(), unix_ms(now))
-        .await?
-    {
+    let refused = match throttle.refused(&key, now_ms) {
+        Some(retry_after_ms) => Some(retry_after_ms),
+        None => {
+            let refused = store
+                .take_rate_token(&key, throttle.policy.signup_budget(), now_ms)
+                .await?;
+            if let Some(retry_after_ms) = refused {
+                throttle.remember(&key, now_ms, retry_after_ms);
+            }
+            refused
+        }
+    };
+    match refused {
         None => Ok(()),
         Some(retry_after_ms) => Err(UserError::SignupsThrottled {
             retry_after: seconds_from_ms(retry_after_ms),
@@ -342,6 +421,19 @@ mod tests {
         assert_eq!((budget.interval_ms, budget.burst), (100, 20));
         let budget = policy.signup_budget();
         assert_eq!((budget.interval_ms, budget.burst), (180_000, 20));
+    }
+
+    #[test]
+    fn a_refusal_is_remembered_until_it_ends() {
+        let throttle = Throttle::new(ThrottlePolicy {
+            password_checks_per_second: 10,
+            signups_per_hour: 20,
+        });
+        throttle.remember("password:192.0.2.1", 10_000, 1_500);
+        assert_eq!(throttle.refused("password:192.0.2.1", 10_000), Some(1_500));
+        assert_eq!(throttle.refused("password:192.0.2.1", 11_000), Some(500));
+        assert_eq!(throttle.refused("password:192.0.2.1", 11_500), None);
+        assert_eq!(throttle.refused("password:192.0.2.2", 10_000), None);
     }
 
     #[test]

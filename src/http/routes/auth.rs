@@ -82,7 +82,7 @@ pub async fn signup(
     let user = users::sign_up(
         &state.store,
         &state.hasher,
-        state.throttle,
+        &state.throttle,
         address,
         &credentials.username,
         &credentials.password,
@@ -122,7 +122,7 @@ pub async fn signin(
     let signed_in = throttle::authenticate(
         &state.store,
         &state.hasher,
-        state.throttle,
+        &state.throttle,
         origin,
         &credentials.username,
         &credentials.password,

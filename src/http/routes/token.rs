@@ -103,7 +103,7 @@ pub async fn token(
             password::exchange(
                 &state.store,
                 &state.hasher,
-                state.throttle,
+                &state.throttle,
                 &state.tokens,
                 &client,
                 request,

@@ -9,7 +9,7 @@ use crate::tokens::scope::Scope;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer};
 use crate::users::UserError;
 use crate::users::hashing::{HashError, PasswordHasher};
-use crate::users::throttle::{self, Device, Origin, ThrottlePolicy};
+use crate::users::throttle::{self, Device, Origin, Throttle};
 use std::net::IpAddr;
 
 pub struct PasswordRequest<'a> {
@@ -23,7 +23,7 @@ pub struct PasswordRequest<'a> {
 pub async fn exchange(
     store: &Store,
     hasher: &PasswordHasher,
-    policy: ThrottlePolicy,
+    throttle: &Throttle,
     issuer: &TokenIssuer,
     client: &Client,
     request: PasswordRequest<'_>,
@@ -39,7 +39,7 @@ pub async fn exchange(
     let signed_in = throttle::authenticate(
         store,
         hasher,
-        policy,
+        throttle,
         origin,
         request.username,
         request.password,
