@@ -72,7 +72,7 @@ pub struct SigninAttempt<'a> {
     pub now_ms: i64,
     /// The password-check budget of the client's address: `(key, budget)`.
     pub budget: (&'a str, RateBudget),
-    /// The account's streak from this address: `(username key, address)`.
+    /// The account's streak from this source: `(username key, address or trusted device)`.
     pub streak: Option<(&'a str, &'a str, StreakRule)>,
     /// Failure windows to count in, with whether this attempt is exempt from each.
     pub windows: Vec<(&'a str, bool)>,

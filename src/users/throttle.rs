@@ -243,10 +243,14 @@ pub async fn authenticate(
         None => SigninAccount::default(),
     };
     let trusted_since = unix.saturating_sub(seconds(TRUSTED_FOR));
-    let trusted = [address_trusted_at, device_trusted_at]
-        .into_iter()
-        .flatten()
-        .any(|at| at >= trusted_since);
+    let is_recent = |at: Option<i64>| at.is_some_and(|at| at >= trusted_since);
+    let trusted = is_recent(address_trusted_at) || is_recent(device_trusted_at);
+    // The streak is the address's, or, for a browser the account trusts, the browser's own: then
+    // a neighbour behind the same NAT guessing at the account does not delay its owner.
+    let streak_source = match &device {
+        Some(device) if is_recent(device_trusted_at) => device.as_str(),
+        _ => address.as_str(),
+    };
 
     let account_window = account
         .as_ref()
@@ -276,7 +280,7 @@ pub async fn authenticate(
         streak: account.as_ref().map(|account| {
             (
                 account.key(),
-                address.as_str(),
+                streak_source,
                 StreakRule {
                     free: FREE_FAILURES,
                     first_delay: seconds(FIRST_DELAY),
@@ -345,7 +349,7 @@ pub async fn authenticate(
         _ => {}
     }
     store
-        .record_signin_success(account.key(), &address, &windows, &sources, unix)
+        .record_signin_success(account.key(), streak_source, &windows, &sources, unix)
         .await?;
     Ok(SignedIn { user, new_device })
 }

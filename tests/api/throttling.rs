@@ -363,6 +363,36 @@ async fn the_owner_signs_in_from_a_known_address_during_a_flood_of_a_thousand_fa
 }
 
 #[tokio::test]
+async fn a_neighbour_behind_the_same_address_does_not_delay_the_owners_trusted_browser() {
+    let clock = MovableClock::stopped();
+    let app = spawn_behind_proxy(&clock, &[]).await;
+    let (username, password, _) = app.signup_new_user().await;
+    let response = signin_from(&app, "192.0.2.50", &username, &password, Some(None)).await;
+    let set_cookie = header(&response, "set-cookie");
+    let device = set_cookie
+        .strip_prefix("auth_device=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    // Someone else behind the same NAT guesses at the owner's account until it waits.
+    for _ in 0..6 {
+        signin_from(&app, "192.0.2.50", &username, "wrong-password-1", None).await;
+    }
+    let response = signin_from(&app, "192.0.2.50", &username, &password, None).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The owner's browser has a streak of its own.
+    let response = signin_from(
+        &app,
+        "192.0.2.50",
+        &username,
+        &password,
+        Some(Some(&device)),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn only_browsers_get_a_device_cookie() {
     let clock = MovableClock::stopped();
     let app = spawn_behind_proxy(&clock, &[]).await;
