@@ -3,13 +3,13 @@
 
 -- Failed sign-ins in a row per account and client address (a username key, known or not, so that
 -- throttling tells nothing about which usernames exist). An attempt is counted before its
--- password is checked, and a success from that address deletes the row.
+-- password is checked, and a success from that address deletes the row. The next attempt may
+-- come at last_attempt_at + delay_seconds.
 create table signin_streaks (
     username_key text not null,
     address text not null,
     failures integer not null,
     delay_seconds integer not null,
-    next_attempt_at integer not null,
     last_attempt_at integer not null,
     constraint signin_streaks_pkey primary key (username_key, address)
 );

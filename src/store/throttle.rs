@@ -108,11 +108,12 @@ const TAKE_RATE_TOKEN: &str = "insert into rate_limits (key, tat) values ($1, $2
      returning tat";
 
 /// Counts one more attempt in a row, unless the streak's delay has not ended. `delay_seconds`
-/// is the delay its last attempt imposed: none while under `$5` attempts, then `$6` doubling up
-/// to `$7` (the first insert imposes none: the domain's free attempts are more than one).
+/// is the delay its last attempt imposed, counted from `last_attempt_at`: none while under `$5`
+/// attempts, then `$6` doubling up to `$7` (the first insert imposes none: the domain's free
+/// attempts are more than one).
 const COUNT_STREAK: &str = "insert into signin_streaks \
-     (username_key, address, failures, delay_seconds, next_attempt_at, last_attempt_at) \
-     values ($1, $2, 1, 0, $3, $3) \
+     (username_key, address, failures, delay_seconds, last_attempt_at) \
+     values ($1, $2, 1, 0, $3) \
      on conflict (username_key, address) do update set \
      failures = case when signin_streaks.last_attempt_at < $4 then 1 \
                      else signin_streaks.failures + 1 end, \
@@ -121,13 +122,8 @@ const COUNT_STREAK: &str = "insert into signin_streaks \
          when signin_streaks.delay_seconds = 0 then $6 \
          when signin_streaks.delay_seconds * 2 > $7 then $7 \
          else signin_streaks.delay_seconds * 2 end, \
-     next_attempt_at = $3 + case \
-         when signin_streaks.last_attempt_at < $4 or signin_streaks.failures + 1 < $5 then 0 \
-         when signin_streaks.delay_seconds = 0 then $6 \
-         when signin_streaks.delay_seconds * 2 > $7 then $7 \
-         else signin_streaks.delay_seconds * 2 end, \
      last_attempt_at = $3 \
-     where signin_streaks.next_attempt_at <= $3 \
+     where signin_streaks.last_attempt_at + signin_streaks.delay_seconds <= $3 \
      returning failures";
 
 /// Counts one more failure in the window, unless the window is full and the attempt not exempt.
@@ -229,7 +225,7 @@ impl Store {
                     .await?;
                 if counted.is_none() {
                     let (next,): (i64,) = sqlx::query_as(
-                        "select next_attempt_at from signin_streaks \
+                        "select last_attempt_at + delay_seconds from signin_streaks \
                          where username_key = $1 and address = $2",
                     )
                     .bind(username_key)
@@ -319,7 +315,8 @@ impl Store {
 
     /// An attempt counted by `count_signin_attempt` was never checked (the hasher was busy): it
     /// no longer counts as a failure in its streak or in `windows`, and the delay it started is
-    /// taken back to the one before it (none under `free` failures, else half as long).
+    /// taken back to the one before it (none under `free` failures, else half as long, both
+    /// counted from the last attempt).
     pub async fn uncount_signin_attempt(
         &self,
         streak: Option<(&str, &str, StreakRule)>,
@@ -331,9 +328,7 @@ impl Store {
                 sqlx::query(
                     "update signin_streaks set failures = failures - 1, \
                      delay_seconds = case when failures - 1 < $3 then 0 \
-                                          else delay_seconds / 2 end, \
-                     next_attempt_at = case when failures - 1 < $3 then last_attempt_at \
-                         else next_attempt_at - delay_seconds + delay_seconds / 2 end \
+                                          else delay_seconds / 2 end \
                      where username_key = $1 and address = $2 and failures > 0",
                 )
                 .bind(username_key)
@@ -398,7 +393,7 @@ impl Store {
             (
                 "delete from signin_streaks where (username_key, address) in \
                  (select username_key, address from signin_streaks \
-                  where last_attempt_at < $1 and next_attempt_at <= $2 limit $3)",
+                  where last_attempt_at < $1 and last_attempt_at + delay_seconds <= $2 limit $3)",
                 &[streaks_forgotten_before, now, PURGE_BATCH],
             ),
             (
