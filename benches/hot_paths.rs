@@ -91,6 +91,7 @@ impl Fixture {
                 audience: "http://127.0.0.1:8001".to_owned(),
                 access_token_ttl: config.access_token_ttl,
                 refresh_token_ttl: config.refresh_token_ttl,
+                first_party_client_id: config.first_party_client_id.clone(),
             },
         );
         // Blocks while it computes its dummy hash: called here, outside the runtime.

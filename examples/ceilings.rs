@@ -122,6 +122,7 @@ async fn signatures(config: &Config, window: Duration) -> Result<(f64, f64), Str
             audience: "http://127.0.0.1:8001".to_owned(),
             access_token_ttl: config.access_token_ttl,
             refresh_token_ttl: config.refresh_token_ttl,
+            first_party_client_id: config.first_party_client_id.clone(),
         },
     );
     let scope = Scope::parse("reports:read").unwrap_or_default();

@@ -71,7 +71,7 @@ pub enum ClientsCommand {
     Create(CreateClient),
     /// List the registered clients (never their secrets).
     List,
-    /// Delete a client; its refresh tokens stop working.
+    /// Delete a client; its refresh and access tokens stop working.
     Delete {
         /// The client_id
         id: String,
@@ -92,13 +92,17 @@ pub struct CreateClient {
     /// Space-separated scopes the client may ask for.
     #[arg(long, default_value = "openid profile")]
     pub scope: String,
+    /// A resource server or gateway: may introspect the tokens of every client, not only
+    /// its own (confidential clients only).
+    #[arg(long)]
+    pub introspect: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
     /// Disable a user: no sign-in, refresh tokens revoked, access tokens refused here.
     Disable { username: String },
-    /// Enable a disabled user again (revoked refresh tokens stay revoked).
+    /// Enable a disabled user again (the tokens revoked on disabling stay revoked).
     Enable { username: String },
 }
 
@@ -126,6 +130,7 @@ pub async fn clients(
                 grant_types,
                 public: create.public,
                 scopes,
+                may_introspect: create.introspect,
             };
             let (client, secret) = clients::register(store, new, now)
                 .await
@@ -189,6 +194,7 @@ fn describe(client: &Client) -> Value {
         "public": client.public,
         "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "scope": client.scopes.to_string(),
+        "introspect": client.may_introspect,
         "created_at": client.created_at,
     })
 }

@@ -79,6 +79,8 @@ pub struct Config {
     pub jwks_max_age: Duration,
     pub key_publish_ahead: Duration,
     pub key_cache_ttl: Duration,
+    /// How often each replica deletes what has expired (SPEC §9).
+    pub maintenance_interval: Duration,
     /// How long a replica keeps a client it read; zero (the default) reads it per request.
     pub client_cache_ttl: Duration,
     pub kek_source: KekSource,
@@ -183,6 +185,7 @@ impl Config {
             jwks_max_age: vars.duration("JWKS_MAX_AGE", "5m")?,
             key_publish_ahead: vars.duration("KEY_PUBLISH_AHEAD", "1h")?,
             key_cache_ttl: vars.duration("KEY_CACHE_TTL", "10s")?,
+            maintenance_interval: vars.duration("MAINTENANCE_INTERVAL", "1m")?,
             client_cache_ttl: vars.duration_or_zero("CLIENT_CACHE_TTL", "1s")?,
             kek_source: vars.kek_source()?,
             first_party_client_id: vars

@@ -45,8 +45,7 @@ pub struct Application {
     service: http::Edge,
     store: Store,
     keys: Arc<KeyRing>,
-    clock: Arc<dyn Clock>,
-    schedule_every: Duration,
+    maintenance: Maintenance,
     shutdown_timeout: Duration,
     connection_limits: ConnectionLimits,
 }
@@ -123,21 +122,35 @@ impl Application {
             observed.observe_hash_wait(waited);
         }));
 
+        let tokens = Arc::new(TokenIssuer::new(
+            Arc::clone(&keys),
+            TokenSettings {
+                audience: config
+                    .token_audience
+                    .clone()
+                    .unwrap_or_else(|| issuer.clone()),
+                issuer,
+                access_token_ttl: config.access_token_ttl,
+                refresh_token_ttl: config.refresh_token_ttl,
+                first_party_client_id: config.first_party_client_id.clone(),
+            },
+        ));
+        let maintenance = Maintenance {
+            store: store.clone(),
+            keys: Arc::clone(&keys),
+            tokens: Arc::clone(&tokens),
+            clock: Arc::clone(&clock),
+            // Often enough that a scheduled key is made well within its lead time.
+            key_schedule_every: config
+                .key_cache_ttl
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            purge_every: config.maintenance_interval,
+            refresh_reuse_grace: config.refresh_reuse_grace,
+        };
         let state = AppState::new(Shared {
             store: store.clone(),
             hasher: Arc::new(hasher),
-            tokens: Arc::new(TokenIssuer::new(
-                Arc::clone(&keys),
-                TokenSettings {
-                    audience: config
-                        .token_audience
-                        .clone()
-                        .unwrap_or_else(|| issuer.clone()),
-                    issuer,
-                    access_token_ttl: config.access_token_ttl,
-                    refresh_token_ttl: config.refresh_token_ttl,
-                },
-            )),
+            tokens,
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
             client_cache: ClientCache::new(config.client_cache_ttl),
             clock: Arc::clone(&clock),
@@ -164,11 +177,7 @@ impl Application {
             service,
             store,
             keys,
-            clock,
-            // Often enough that a scheduled key is made well within its lead time.
-            schedule_every: config
-                .key_cache_ttl
-                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            maintenance,
             shutdown_timeout: config.shutdown_timeout,
             connection_limits: ConnectionLimits {
                 header_timeout: config.http_header_timeout,
@@ -181,7 +190,7 @@ impl Application {
     /// Adds `/benchmark/bare-jwks`: today's JWKS bytes from a bare axum route outside every
     /// layer, the ceiling of what the HTTP stack can serve (see `BENCHMARKS.md`).
     pub async fn with_benchmark_bare_route(mut self) -> Result<Self, StartupError> {
-        let now = self.clock.now();
+        let now = self.maintenance.clock.now();
         let body = self
             .keys
             .load(now)
@@ -205,12 +214,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let schedule = tokio::spawn(run_maintenance(
-            self.store.clone(),
-            Arc::clone(&self.keys),
-            Arc::clone(&self.clock),
-            self.schedule_every,
-        ));
+        let schedule = tokio::spawn(self.maintenance.run());
         connections::serve(
             self.listener,
             self.service,
@@ -234,18 +238,56 @@ fn jwks_cache_control(max_age: Duration) -> axum::http::HeaderValue {
     .unwrap_or_else(|_| axum::http::HeaderValue::from_static("no-cache"))
 }
 
-/// Every replica runs the rotation schedule (the database makes sure a key is created once)
-/// and deletes the sign-in throttling state that no longer limits anyone.
-async fn run_maintenance(store: Store, keys: Arc<KeyRing>, clock: Arc<dyn Clock>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let now = clock.now();
-        if let Err(error) = keys.run_schedule(now).await {
-            tracing::error!(%error, "key rotation schedule failed; retrying");
+/// What every replica does in the background: the key rotation schedule (the database makes
+/// sure a key is created once) and, every `MAINTENANCE_INTERVAL`, deleting the tokens and
+/// sign-in throttling state that no longer count (SPEC §9).
+struct Maintenance {
+    store: Store,
+    keys: Arc<KeyRing>,
+    tokens: Arc<TokenIssuer>,
+    clock: Arc<dyn Clock>,
+    key_schedule_every: Duration,
+    purge_every: Duration,
+    refresh_reuse_grace: Duration,
+}
+
+impl Maintenance {
+    async fn run(self) {
+        let mut key_ticks = tokio::time::interval(self.key_schedule_every);
+        key_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut purge_ticks = tokio::time::interval(self.purge_every);
+        purge_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = key_ticks.tick() => {
+                    if let Err(error) = self.keys.run_schedule(self.clock.now()).await {
+                        tracing::error!(%error, "key rotation schedule failed; retrying");
+                    }
+                }
+                _ = purge_ticks.tick() => self.purge().await,
+            }
         }
-        if let Err(error) = crate::users::throttle::forget_expired(&store, now).await {
+    }
+
+    async fn purge(&self) {
+        let now = self.clock.now();
+        match crate::tokens::retention::purge(
+            &self.store,
+            self.tokens.settings(),
+            self.refresh_reuse_grace,
+            now,
+        )
+        .await
+        {
+            Ok(purged) => tracing::debug!(
+                refresh_tokens = purged.refresh_tokens,
+                refresh_families = purged.refresh_families,
+                revoked_access_tokens = purged.revoked_access_tokens,
+                "deleted expired tokens"
+            ),
+            Err(error) => tracing::warn!(%error, "could not delete expired tokens; retrying"),
+        }
+        if let Err(error) = crate::users::throttle::forget_expired(&self.store, now).await {
             tracing::warn!(%error, "could not delete expired sign-in throttling state");
         }
     }

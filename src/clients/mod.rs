@@ -55,6 +55,8 @@ pub struct Client {
     pub grant_types: Vec<GrantType>,
     /// The scopes this client may ask for; also what it gets when it asks for none.
     pub scopes: Scope,
+    /// A resource server or gateway: may introspect the tokens of every client (SPEC §9).
+    pub may_introspect: bool,
     pub created_at: i64,
 }
 
@@ -67,8 +69,15 @@ impl Client {
             public: true,
             grant_types: vec![GrantType::Password, GrantType::RefreshToken],
             scopes: Scope::parse("openid profile").unwrap_or_default(),
+            may_introspect: false,
             created_at: 0,
         }
+    }
+
+    /// SPEC §9: a client may introspect the tokens issued to it; a client registered to
+    /// introspect may introspect any.
+    pub fn may_introspect_tokens_of(&self, client_id: &str) -> bool {
+        self.may_introspect || self.id == client_id
     }
 
     pub fn allows(&self, grant: GrantType) -> bool {
@@ -105,6 +114,7 @@ impl Client {
                 .filter_map(GrantType::parse)
                 .collect(),
             scopes: Scope::parse(&row.scopes).unwrap_or_default(),
+            may_introspect: row.may_introspect,
             id: row.id,
             name: row.name,
             created_at: row.created_at,
@@ -262,6 +272,8 @@ pub struct NewClient<'a> {
     pub grant_types: Vec<GrantType>,
     pub public: bool,
     pub scopes: Scope,
+    /// May introspect every client's tokens, not only its own.
+    pub may_introspect: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +310,12 @@ pub async fn register(
                 .to_owned(),
         ));
     }
+    if new.public && new.may_introspect {
+        return Err(RegistrationError::Invalid(
+            "an introspecting client must be confidential: a public client has no secret"
+                .to_owned(),
+        ));
+    }
     let id = uuid::Uuid::new_v4().to_string();
     let secret = if new.public {
         None
@@ -322,6 +340,7 @@ pub async fn register(
             .collect::<Vec<_>>()
             .join(" "),
         scopes: new.scopes.to_string(),
+        may_introspect: new.may_introspect,
         created_at: now.unix_timestamp(),
     };
     store.insert_client(&row).await?;
@@ -337,7 +356,8 @@ pub async fn list(store: &Store) -> Result<Vec<Client>, StoreError> {
         .collect())
 }
 
-/// Deletes a client and revokes its refresh tokens; false if there was no such client.
+/// Deletes a client and ends its refresh-token families; its access tokens are refused from
+/// then on. False if there was no such client.
 pub async fn delete(store: &Store, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
     store.delete_client(id, now.unix_timestamp()).await
 }

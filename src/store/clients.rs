@@ -9,6 +9,8 @@ pub struct ClientRow {
     pub secret_hash: Option<Vec<u8>>,
     pub grant_types: String,
     pub scopes: String,
+    /// May introspect any client's tokens (a resource server or gateway).
+    pub may_introspect: bool,
     pub created_at: i64,
 }
 
@@ -16,14 +18,15 @@ impl Store {
     pub async fn insert_client(&self, client: &ClientRow) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
             sqlx::query(
-                "insert into clients (id, name, secret_hash, grant_types, scopes, created_at) \
-                 values ($1, $2, $3, $4, $5, $6)",
+                "insert into clients (id, name, secret_hash, grant_types, scopes, may_introspect, \
+                 created_at) values ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&client.id)
             .bind(&client.name)
             .bind(&client.secret_hash)
             .bind(&client.grant_types)
             .bind(&client.scopes)
+            .bind(client.may_introspect)
             .bind(client.created_at)
             .execute(pool)
             .await?;
@@ -34,7 +37,7 @@ impl Store {
     pub async fn client_by_id(&self, id: &str) -> Result<Option<ClientRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
-                "select id, name, secret_hash, grant_types, scopes, created_at \
+                "select id, name, secret_hash, grant_types, scopes, may_introspect, created_at \
                  from clients where id = $1",
             )
             .bind(id)
@@ -46,7 +49,7 @@ impl Store {
     pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
-                "select id, name, secret_hash, grant_types, scopes, created_at \
+                "select id, name, secret_hash, grant_types, scopes, may_introspect, created_at \
                  from clients order by created_at, id",
             )
             .fetch_all(pool)
@@ -54,7 +57,8 @@ impl Store {
         }))
     }
 
-    /// Deletes a client and revokes its refresh tokens in one transaction; false if unknown.
+    /// Deletes a client and ends its refresh-token families in one transaction; false if
+    /// unknown. Its access tokens are refused from then on, as its client is gone.
     pub async fn delete_client(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -64,8 +68,8 @@ impl Store {
                 .await?
                 .rows_affected();
             sqlx::query(
-                "update refresh_tokens set revoked_at = $1 \
-                 where client_id = $2 and revoked_at is null",
+                "update refresh_families set ended_at = $1 \
+                 where client_id = $2 and ended_at is null",
             )
             .bind(now)
             .bind(id)

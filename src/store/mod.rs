@@ -21,7 +21,10 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use clients::ClientRow;
 pub use keys::{NewSigningKey, SigningKeyRow};
-pub use refresh_tokens::{NewRefreshToken, RefreshGrantRow, RefreshTokenRow, Rotation};
+pub use refresh_tokens::{
+    AccessTokenStanding, NewRefreshToken, RefreshGrantRow, RefreshTokenRow, Replacement, Rotation,
+    TokenRetention, TokensPurged,
+};
 pub use throttle::{
     Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, StreakRule, WindowRule,
 };
@@ -170,6 +173,31 @@ impl Store {
 
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
+    }
+
+    /// Runs a `delete ... limit` statement until it deletes fewer than `batch` rows; each run
+    /// is a transaction of its own, so the lock is never held for more than one batch.
+    async fn delete_in_batches(
+        &self,
+        statement: &'static str,
+        binds: &[i64],
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let full = u64::try_from(batch).unwrap_or(u64::MAX);
+        let mut deleted = 0;
+        loop {
+            let count = on_pool_writing!(self, pool => {
+                let mut query = sqlx::query(statement);
+                for value in binds {
+                    query = query.bind(*value);
+                }
+                query.execute(pool).await?.rows_affected()
+            });
+            deleted += count;
+            if count < full {
+                return Ok(deleted);
+            }
+        }
     }
 }
 

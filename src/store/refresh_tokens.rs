@@ -1,4 +1,8 @@
-//! Queries on `refresh_tokens` and `revoked_access_tokens`.
+//! Queries on `refresh_families`, `refresh_tokens` and `revoked_access_tokens`.
+//!
+//! A family's row is the one lock of its lifecycle: rotation, grace retries and ending the
+//! family all update it first, so they take turns on both backends (SPEC §9: revocation and
+//! rotation never race), and access tokens issued from the family are checked against it.
 
 use uuid::Uuid;
 
@@ -10,6 +14,8 @@ pub struct NewRefreshToken {
     pub id: Uuid,
     pub token_hash: [u8; 32],
     pub family_id: Uuid,
+    /// The token this one was rotated from; none for the first of a family.
+    pub parent_id: Option<Uuid>,
     pub user_id: Uuid,
     pub client_id: String,
     pub scope: String,
@@ -29,7 +35,10 @@ pub struct RefreshTokenRow {
     pub issued_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// Set on a token replaced by a grace-window retry: it alone stopped working.
     pub revoked_at: Option<i64>,
+    /// When the whole family ended.
+    pub family_ended_at: Option<i64>,
 }
 
 /// A refresh token with its user, read in one round trip for the refresh grant.
@@ -60,20 +69,77 @@ impl RefreshGrantRow {
 pub enum Rotation {
     /// The old token was fresh; it is now used and the new one stored.
     Rotated,
-    /// Another request used or revoked the old token first; nothing was written.
+    /// Another request used or replaced the old token first; nothing was written.
     AlreadyUsed,
+    /// The family ended first; nothing was written.
+    FamilyEnded,
+}
+
+/// The outcome of a retry, within the grace window, with a used token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// The used token's unused successor stopped working and the new one was stored.
+    Replaced,
+    /// The used token's successor had been used too: this is reuse, and the family has ended.
+    SuccessorUsed,
+    /// The family ended first; nothing was written.
+    FamilyEnded,
+}
+
+/// Whether an access token still stands, read in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessTokenStanding {
+    /// Its `jti` was revoked.
+    pub revoked: bool,
+    /// Its client exists and was created no later than the token was issued.
+    pub client_known: bool,
+    /// Its family (if it names one) exists and has not ended.
+    pub family_live: bool,
+}
+
+/// What one retention pass deleted, table by table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokensPurged {
+    pub refresh_tokens: u64,
+    pub refresh_families: u64,
+    pub revoked_access_tokens: u64,
+}
+
+/// What a retention pass may delete, as Unix seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenRetention {
+    pub now: i64,
+    /// Used tokens used before this, whose successor was used too, are no longer needed to
+    /// recognise a retry within the grace window.
+    pub used_before: i64,
+    /// Families that last issued tokens before this have no live access token left.
+    pub issued_before: i64,
+    /// Revoked access tokens that expired before this can no longer be presented.
+    pub expired_before: i64,
+    /// Rows deleted per statement, so that no pass holds a lock for long.
+    pub batch: i64,
+}
+
+/// The columns of `RefreshTokenRow`, from `refresh_tokens t join refresh_families f`.
+macro_rules! token_columns {
+    () => {
+        "t.id, t.family_id, t.user_id, t.client_id, t.scope, t.auth_time, t.issued_at, \
+         t.expires_at, t.used_at, t.revoked_at, f.ended_at as family_ended_at"
+    };
 }
 
 /// The insert of a new refresh token, for either backend.
 macro_rules! insert_refresh_token {
     ($token:expr) => {
         sqlx::query(
-            "insert into refresh_tokens (id, token_hash, family_id, user_id, client_id, scope, \
-             auth_time, issued_at, expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "insert into refresh_tokens (id, token_hash, family_id, parent_id, user_id, \
+             client_id, scope, auth_time, issued_at, expires_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind($token.id)
         .bind($token.token_hash.as_slice())
         .bind($token.family_id)
+        .bind($token.parent_id)
         .bind($token.user_id)
         .bind(&$token.client_id)
         .bind(&$token.scope)
@@ -83,12 +149,38 @@ macro_rules! insert_refresh_token {
     };
 }
 
+/// Takes the family's row lock for the rest of the transaction and records that it issues
+/// `$token` now; affects no row when the family has ended.
+macro_rules! claim_live_family {
+    ($token:expr) => {
+        sqlx::query(
+            "update refresh_families set issued_at = $1, expires_at = $2 \
+             where id = $3 and ended_at is null",
+        )
+        .bind($token.issued_at)
+        .bind($token.expires_at)
+        .bind($token.family_id)
+    };
+}
+
 impl Store {
-    pub async fn insert_refresh_token(&self, token: &NewRefreshToken) -> Result<(), StoreError> {
+    /// Starts a family with its first refresh token, in one transaction.
+    pub async fn start_refresh_family(&self, first: &NewRefreshToken) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
-            insert_refresh_token!(token)
-                .execute(pool)
-                .await?;
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "insert into refresh_families (id, user_id, client_id, created_at, issued_at, \
+                 expires_at) values ($1, $2, $3, $4, $4, $5)",
+            )
+            .bind(first.family_id)
+            .bind(first.user_id)
+            .bind(&first.client_id)
+            .bind(first.issued_at)
+            .bind(first.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            insert_refresh_token!(first).execute(&mut *tx).await?;
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -98,13 +190,15 @@ impl Store {
         hash: &[u8; 32],
     ) -> Result<Option<RefreshTokenRow>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(
-                "select id, family_id, user_id, client_id, scope, auth_time, issued_at, \
-                 expires_at, used_at, revoked_at from refresh_tokens where token_hash = $1",
-            )
-            .bind(hash.as_slice())
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as(concat!(
+                "select ",
+                token_columns!(),
+                " from refresh_tokens t join refresh_families f on f.id = t.family_id \
+                 where t.token_hash = $1"
+            ))
+                .bind(hash.as_slice())
+                .fetch_optional(pool)
+                .await?
         }))
     }
 
@@ -114,21 +208,22 @@ impl Store {
         hash: &[u8; 32],
     ) -> Result<Option<RefreshGrantRow>, StoreError> {
         Ok(on_pool!(self, pool => {
-            sqlx::query_as(
-                "select t.id, t.family_id, t.user_id, t.client_id, t.scope, t.auth_time, \
-                 t.issued_at, t.expires_at, t.used_at, t.revoked_at, u.username, \
-                 u.password_hash, u.created_at as user_created_at, \
+            sqlx::query_as(concat!(
+                "select ",
+                token_columns!(),
+                ", u.username, u.password_hash, u.created_at as user_created_at, \
                  u.disabled_at as user_disabled_at \
-                 from refresh_tokens t join users u on u.id = t.user_id where t.token_hash = $1",
-            )
-            .bind(hash.as_slice())
-            .fetch_optional(pool)
-            .await?
+                 from refresh_tokens t join refresh_families f on f.id = t.family_id \
+                 join users u on u.id = t.user_id where t.token_hash = $1"
+            ))
+                .bind(hash.as_slice())
+                .fetch_optional(pool)
+                .await?
         }))
     }
 
-    /// Marks `old_id` used and stores `new` in one transaction, only if `old_id` is still
-    /// unused and unrevoked: of two concurrent refreshes with one token, exactly one rotates.
+    /// Marks `old_id` used and stores `new` in one transaction, only if the family is live and
+    /// `old_id` still unused: of two concurrent refreshes with one token, exactly one rotates.
     pub async fn rotate_refresh_token(
         &self,
         old_id: Uuid,
@@ -137,6 +232,11 @@ impl Store {
     ) -> Result<Rotation, StoreError> {
         Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
+            let live = claim_live_family!(new).execute(&mut *tx).await?.rows_affected();
+            if live == 0 {
+                tx.rollback().await?;
+                return Ok(Rotation::FamilyEnded);
+            }
             let claimed = sqlx::query(
                 "update refresh_tokens set used_at = $1 \
                  where id = $2 and used_at is null and revoked_at is null",
@@ -147,8 +247,7 @@ impl Store {
             .await?
             .rows_affected();
             if claimed == 1 {
-                insert_refresh_token!(new).execute(&mut *tx)
-                    .await?;
+                insert_refresh_token!(new).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Rotation::Rotated
             } else {
@@ -158,12 +257,58 @@ impl Store {
         }))
     }
 
-    /// Ends a whole family (reuse detected, or the client revoked one of its tokens).
-    pub async fn revoke_refresh_family(&self, family_id: Uuid, now: i64) -> Result<(), StoreError> {
-        on_pool_writing!(self, pool => {
+    /// A retry with the used token `used_id` within the grace window: its successor stops
+    /// working and `new` takes its place, so a used token never has two live successors. If
+    /// the successor was used already, the retry is reuse and the family ends.
+    pub async fn replace_successor(
+        &self,
+        used_id: Uuid,
+        new: &NewRefreshToken,
+        now: i64,
+    ) -> Result<Replacement, StoreError> {
+        Ok(on_pool_writing!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let live = claim_live_family!(new).execute(&mut *tx).await?.rows_affected();
+            if live == 0 {
+                tx.rollback().await?;
+                return Ok(Replacement::FamilyEnded);
+            }
+            let (successors_used,): (i64,) = sqlx::query_as(
+                "select count(*) from refresh_tokens \
+                 where parent_id = $1 and used_at is not null",
+            )
+            .bind(used_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if successors_used > 0 {
+                sqlx::query("update refresh_families set ended_at = $1 where id = $2")
+                    .bind(now)
+                    .bind(new.family_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                return Ok(Replacement::SuccessorUsed);
+            }
             sqlx::query(
                 "update refresh_tokens set revoked_at = $1 \
-                 where family_id = $2 and revoked_at is null",
+                 where parent_id = $2 and revoked_at is null",
+            )
+            .bind(now)
+            .bind(used_id)
+            .execute(&mut *tx)
+            .await?;
+            insert_refresh_token!(new).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Replacement::Replaced
+        }))
+    }
+
+    /// Ends a whole family (revoked, reuse detected, or leaked to another client); its refresh
+    /// tokens and the access tokens issued from it stop working.
+    pub async fn end_refresh_family(&self, family_id: Uuid, now: i64) -> Result<(), StoreError> {
+        on_pool_writing!(self, pool => {
+            sqlx::query(
+                "update refresh_families set ended_at = $1 where id = $2 and ended_at is null",
             )
             .bind(now)
             .bind(family_id)
@@ -194,13 +339,101 @@ impl Store {
         Ok(())
     }
 
-    pub async fn is_access_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        let (count,): (i64,) = on_pool!(self, pool => {
-            sqlx::query_as("select count(*) from revoked_access_tokens where jti = $1")
-                .bind(jti)
-                .fetch_one(pool)
-                .await?
+    /// Whether an access token with these claims still stands: its `jti` not revoked, its
+    /// client still registered (and not re-created since), its family live.
+    pub async fn access_token_standing(
+        &self,
+        jti: &str,
+        client_id: &str,
+        issued_at: i64,
+        family_id: Option<Uuid>,
+    ) -> Result<AccessTokenStanding, StoreError> {
+        let (revoked, client_known, family_live): (i64, i64, i64) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "select \
+                 (select count(*) from revoked_access_tokens where jti = $1), \
+                 (select count(*) from clients where id = $2 and created_at <= $3), \
+                 (select count(*) from refresh_families where id = $4 and ended_at is null)",
+            )
+            .bind(jti)
+            .bind(client_id)
+            .bind(issued_at)
+            .bind(family_id)
+            .fetch_one(pool)
+            .await?
         });
-        Ok(count > 0)
+        Ok(AccessTokenStanding {
+            revoked: revoked > 0,
+            client_known: client_known > 0,
+            family_live: family_live > 0,
+        })
+    }
+
+    /// Deletes what no token check needs any more, `retention.batch` rows per statement.
+    pub async fn purge_tokens(
+        &self,
+        retention: TokenRetention,
+    ) -> Result<TokensPurged, StoreError> {
+        let TokenRetention {
+            now,
+            used_before,
+            issued_before,
+            expired_before,
+            batch,
+        } = retention;
+        let refresh_tokens: [(&'static str, &[i64]); 4] = [
+            // An ended family's tokens are refused by its row alone.
+            (
+                "delete from refresh_tokens where id in (select t.id from refresh_tokens t \
+                 join refresh_families f on f.id = t.family_id \
+                 where f.ended_at is not null limit $1)",
+                &[batch],
+            ),
+            (
+                "delete from refresh_tokens where id in \
+                 (select id from refresh_tokens where expires_at <= $1 limit $2)",
+                &[now, batch],
+            ),
+            // Replaced by a retry within the grace window.
+            (
+                "delete from refresh_tokens where id in \
+                 (select id from refresh_tokens where revoked_at is not null limit $1)",
+                &[batch],
+            ),
+            // Past the grace window, with a successor that was used in turn: presenting it
+            // again could only be refused, and no retry is left to recognise.
+            (
+                "delete from refresh_tokens where id in (select t.id from refresh_tokens t \
+                 where t.used_at is not null and t.used_at < $1 and exists \
+                 (select 1 from refresh_tokens s where s.parent_id = t.id \
+                  and s.used_at is not null) limit $2)",
+                &[used_before, batch],
+            ),
+        ];
+        let mut purged = TokensPurged::default();
+        for (statement, binds) in refresh_tokens {
+            purged.refresh_tokens += self.delete_in_batches(statement, binds, batch).await?;
+        }
+        // A family outlives its last access token, so that an ended family keeps turning its
+        // access tokens away until they expire.
+        purged.refresh_families = self
+            .delete_in_batches(
+                "delete from refresh_families where id in (select f.id from refresh_families f \
+                 where f.issued_at < $1 and (f.ended_at is not null or f.expires_at <= $2) \
+                 and not exists (select 1 from refresh_tokens t where t.family_id = f.id) \
+                 limit $3)",
+                &[issued_before, now, batch],
+                batch,
+            )
+            .await?;
+        purged.revoked_access_tokens = self
+            .delete_in_batches(
+                "delete from revoked_access_tokens where jti in \
+                 (select jti from revoked_access_tokens where expires_at < $1 limit $2)",
+                &[expired_before, batch],
+                batch,
+            )
+            .await?;
+        Ok(purged)
     }
 }

@@ -415,19 +415,9 @@ impl Store {
         ];
         let mut deleted = 0;
         for (statement, binds) in statements {
-            loop {
-                let batch = on_pool_writing!(self, pool => {
-                    let mut query = sqlx::query(statement);
-                    for value in binds {
-                        query = query.bind(*value);
-                    }
-                    query.execute(pool).await?.rows_affected()
-                });
-                deleted += batch;
-                if batch < u64::try_from(PURGE_BATCH).unwrap_or(u64::MAX) {
-                    break;
-                }
-            }
+            deleted += self
+                .delete_in_batches(statement, binds, PURGE_BATCH)
+                .await?;
         }
         Ok(deleted)
     }

@@ -151,8 +151,8 @@ impl Store {
         Ok(())
     }
 
-    /// Disables (or, with `None`, enables) a user; false if no such user. Disabling also
-    /// revokes every refresh token of the user, in the same transaction, and they stay revoked
+    /// Disables (or, with `None`, enables) a user; false if no such user. Disabling also ends
+    /// every refresh-token family of the user, in the same transaction, and they stay ended
     /// after a later enable (SPEC §5).
     pub async fn set_user_disabled(
         &self,
@@ -175,8 +175,8 @@ impl Store {
                         .await?;
                     if let Some(now) = disabled_at {
                         sqlx::query(
-                            "update refresh_tokens set revoked_at = $1 \
-                             where user_id = $2 and revoked_at is null",
+                            "update refresh_families set ended_at = $1 \
+                             where user_id = $2 and ended_at is null",
                         )
                         .bind(now)
                         .bind(id)

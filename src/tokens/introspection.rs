@@ -1,8 +1,11 @@
-//! Token introspection (RFC 7662): whether a token is valid now, and what it says.
+//! Token introspection (RFC 7662): whether a token is valid now, and what it says. A client
+//! learns about the tokens issued to it; a client registered to introspect (a resource server
+//! or gateway) about every token. Anything else is `active: false` (SPEC §9).
 
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use crate::clients::Client;
 use crate::store::Store;
 use crate::tokens::{AuthenticateError, TokenIssuer, refresh};
 
@@ -35,13 +38,19 @@ pub struct Introspection {
 pub async fn introspect(
     store: &Store,
     issuer: &TokenIssuer,
+    caller: &Client,
     token: &str,
     now: OffsetDateTime,
 ) -> Result<Introspection, AuthenticateError> {
     if let Some(row) = store.refresh_token_by_hash(&refresh::hash(token)).await? {
+        if !caller.may_introspect_tokens_of(&row.client_id) {
+            return Ok(Introspection::default());
+        }
         let now_seconds = now.unix_timestamp();
-        let live =
-            row.used_at.is_none() && row.revoked_at.is_none() && row.expires_at > now_seconds;
+        let live = row.used_at.is_none()
+            && row.revoked_at.is_none()
+            && row.family_ended_at.is_none()
+            && row.expires_at > now_seconds;
         let user = store.user_by_id(row.user_id).await?;
         return Ok(match user {
             Some(user) if live && user.disabled_at.is_none() => Introspection {
@@ -60,6 +69,9 @@ pub async fn introspect(
         });
     }
     match issuer.authenticate_access_token(store, token, now).await {
+        Ok(authenticated) if !caller.may_introspect_tokens_of(&authenticated.claims.client_id) => {
+            Ok(Introspection::default())
+        }
         Ok(authenticated) => {
             let claims = authenticated.claims;
             Ok(Introspection {

@@ -5,6 +5,7 @@ pub mod error;
 pub mod grants;
 pub mod introspection;
 pub mod refresh;
+pub mod retention;
 pub mod revocation;
 pub mod scope;
 
@@ -30,6 +31,8 @@ pub struct TokenSettings {
     pub audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// The built-in client (SPEC §5), which has no row in the database.
+    pub first_party_client_id: String,
 }
 
 /// Whether a user grant's answer carries an ID token.
@@ -82,6 +85,8 @@ pub enum InvalidToken {
     UserUnavailable,
     #[error("the token has been revoked")]
     Revoked,
+    #[error("the token's client no longer exists")]
+    ClientUnavailable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,14 +168,15 @@ impl TokenIssuer {
         let (mut issued, refresh) = self
             .sign_for_user(&subject, client_id, scope, id_token, Uuid::new_v4(), now)
             .await?;
-        store.insert_refresh_token(&refresh.record).await?;
+        store.start_refresh_family(&refresh.record).await?;
         issued.refresh_token = Some(refresh.token.to_string());
         Ok(issued)
     }
 
     /// Signs the access token (and ID token) of a user grant and prepares, without storing it,
-    /// the refresh token that continues `family_id`. The caller stores it: alone for a new
-    /// grant, or together with retiring the old token for a rotation.
+    /// the refresh token that continues `family_id`. The caller stores it: with a new family
+    /// for a new grant, or together with retiring the old token for a rotation (and then sets
+    /// its `parent_id`).
     pub async fn sign_for_user(
         &self,
         subject: &Subject<'_>,
@@ -184,7 +190,7 @@ impl TokenIssuer {
         let access_token = self
             .sign_access_token(
                 &user.id.to_string(),
-                Some(&user.username),
+                Some((&user.username, family_id)),
                 client_id,
                 scope,
                 now,
@@ -201,6 +207,7 @@ impl TokenIssuer {
             id: Uuid::new_v4(),
             token_hash: refresh.hash,
             family_id,
+            parent_id: None,
             user_id: user.id,
             client_id: client_id.to_owned(),
             scope: scope.to_string(),
@@ -263,11 +270,12 @@ impl TokenIssuer {
         self.keys.sign(to_map(&claims), "JWT", now).await
     }
 
-    /// RFC 9068 access token: `typ` `at+jwt`, whole-second time claims, a fresh `jti`.
+    /// RFC 9068 access token: `typ` `at+jwt`, whole-second time claims, a fresh `jti`; a
+    /// user's token names the user and its refresh-token family.
     async fn sign_access_token(
         &self,
         subject: &str,
-        username: Option<&str>,
+        user: Option<(&str, Uuid)>,
         client_id: &str,
         scope: &Scope,
         now: OffsetDateTime,
@@ -283,14 +291,16 @@ impl TokenIssuer {
             jti: Uuid::new_v4().to_string(),
             client_id: client_id.to_owned(),
             scope: scope.to_string(),
-            preferred_username: username.map(str::to_owned),
+            preferred_username: user.map(|(username, _)| username.to_owned()),
+            family_id: user.map(|(_, family_id)| family_id.to_string()),
         };
         self.keys.sign(to_map(&claims), "at+jwt", now).await
     }
 
     /// An access token this service still honours: it verifies, its `jti` was not revoked,
-    /// and its user (if any) exists and is enabled. Checked against the database, so a
-    /// revocation or a disabled user counts at once on every replica and across restarts.
+    /// its client still exists, its refresh-token family (if any) has not ended, and its user
+    /// (if any) exists and is enabled. Checked against the database, so a revocation counts at
+    /// once on every replica and across restarts.
     pub async fn authenticate_access_token(
         &self,
         store: &Store,
@@ -298,8 +308,20 @@ impl TokenIssuer {
         now: OffsetDateTime,
     ) -> Result<Authenticated, AuthenticateError> {
         let claims = self.verify_access_token(token, now).await?;
-        if store.is_access_token_revoked(&claims.jti).await? {
+        let family_id = claims
+            .family_id
+            .as_deref()
+            .map(Uuid::parse_str)
+            .transpose()
+            .map_err(|_| InvalidToken::Malformed)?;
+        let standing = store
+            .access_token_standing(&claims.jti, &claims.client_id, claims.iat, family_id)
+            .await?;
+        if standing.revoked || (family_id.is_some() && !standing.family_live) {
             return Err(InvalidToken::Revoked.into());
+        }
+        if !standing.client_known && claims.client_id != self.settings.first_party_client_id {
+            return Err(InvalidToken::ClientUnavailable.into());
         }
         let user = match claims.preferred_username {
             None => None,
@@ -359,6 +381,6 @@ impl TokenIssuer {
     }
 }
 
-fn seconds(duration: Duration) -> i64 {
+pub(crate) fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }

@@ -793,6 +793,54 @@ impl TestApp {
         client
     }
 
+    /// A resource server or gateway (`clients create --introspect`): a confidential client
+    /// allowed client credentials that may introspect every client's tokens.
+    pub async fn introspecting_client(&self) -> RegisteredClient {
+        let name = unique_client_name();
+        let created = self
+            .cli_json(&[
+                "clients",
+                "create",
+                "--name",
+                &name,
+                "--grant-types",
+                "client_credentials",
+                "--introspect",
+            ])
+            .await;
+        assert_eq!(created["introspect"], true, "{created}");
+        RegisteredClient {
+            client_id: str_of(&created, "client_id").to_owned(),
+            client_secret: Some(str_of(&created, "client_secret").to_owned()),
+            created,
+        }
+    }
+
+    /// Rows in `table` of this app's database, counted by a connection of the test's own.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sqlx::Connection as _;
+        let statement = format!("select count(*) from {table}");
+        let url = self.database_url();
+        let count: (i64,) = if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(url)
+                .await
+                .expect("open SQLite");
+            sqlx::query_as(sqlx::AssertSqlSafe(statement))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count rows")
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query_as(sqlx::AssertSqlSafe(statement))
+                .fetch_one(&mut conn)
+                .await
+                .expect("count rows")
+        };
+        count.0
+    }
+
     /// A public client allowed the password and refresh grants, with the default scope.
     pub async fn public_client(&self) -> RegisteredClient {
         self.create_client("password,refresh_token", true, None)

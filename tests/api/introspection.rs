@@ -82,11 +82,9 @@ async fn an_active_refresh_token_introspects_as_a_refresh_token() {
 }
 
 #[tokio::test]
-async fn a_confidential_client_introspects_the_first_party_clients_tokens() {
+async fn a_resource_server_introspects_the_first_party_clients_tokens() {
     let app = TestApp::spawn().await;
-    let resource_server = app
-        .create_client("client_credentials", false, Some("introspect"))
-        .await;
+    let resource_server = app.introspecting_client().await;
     let (username, password, signup) = app.signup_new_user().await;
     let tokens = ok_json(app.password_grant(&username, &password, None).await).await;
 

@@ -36,6 +36,7 @@ mod security_headers;
 mod signin;
 mod signup;
 mod throttling;
+mod token_lifecycle;
 mod token_password_grant;
 mod userinfo;
 mod usernames;

@@ -179,7 +179,7 @@ async fn without_a_grace_window_an_immediate_retry_ends_the_family() {
 }
 
 #[tokio::test]
-async fn within_the_grace_window_the_same_client_may_retry_and_the_family_lives_on() {
+async fn within_the_grace_window_a_retry_replaces_the_successor_and_the_family_lives_on() {
     let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE", "30s")]).await;
     let client = app.confidential_client().await;
     let (_, _, user_id, tokens) = app.user_tokens_as(&client.basic(), None).await;
@@ -199,11 +199,10 @@ async fn within_the_grace_window_the_same_client_may_retry_and_the_family_lives_
         .verify_access_token(str_of(&retry, "access_token"))
         .await;
     assert_eq!(access.claims["sub"], user_id.as_str());
-    // Both B and the retry's token still work: the family lives on.
+    // SPEC §9: B, handed out before the retry, stops working, and the family lives on in D.
+    assert_refresh_invalid_grant(&app, &client.basic(), &b, "B was replaced by the retry").await;
     let after_d = refresh_ok(&app, &client.basic(), &d).await;
-    let after_b = refresh_ok(&app, &client.basic(), &b).await;
     refresh_ok(&app, &client.basic(), str_of(&after_d, "refresh_token")).await;
-    refresh_ok(&app, &client.basic(), str_of(&after_b, "refresh_token")).await;
 }
 
 #[tokio::test]

@@ -56,7 +56,8 @@ pub async fn revoke(
     Ok(Json(serde_json::json!({})))
 }
 
-/// Whether a token is active now, and its claims. For confidential clients only.
+/// Whether a token is active now, and its claims. For confidential clients only: each learns
+/// about its own tokens, a client created with `--introspect` about every client's.
 #[utoipa::path(post, path = "/introspect", tag = "oauth2",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
@@ -83,7 +84,13 @@ pub async fn introspect(
         .into());
     }
     let token = form.require("token")?;
-    let answer =
-        introspection::introspect(&state.store, &state.tokens, token, state.clock.now()).await?;
+    let answer = introspection::introspect(
+        &state.store,
+        &state.tokens,
+        &client,
+        token,
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(answer))
 }

@@ -1,13 +1,14 @@
 //! Refresh token grant (RFC 6749 §6) with rotation on every use and reuse detection
 //! (RFC 9700 §4.14): presenting a used token ends its whole family, the newest token included,
-//! except when the same client retries within `REFRESH_REUSE_GRACE` (SPEC §5).
+//! except when the same client retries within `REFRESH_REUSE_GRACE` (SPEC §5) and the token it
+//! was rotated to has not been used yet: then the retry's token replaces that one (SPEC §9).
 
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use crate::clients::{Client, GrantType, narrow_scope};
-use crate::store::{RefreshTokenRow, Rotation, Store};
+use crate::store::{RefreshTokenRow, Replacement, Rotation, Store};
 use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::scope::Scope;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer, refresh};
@@ -32,18 +33,33 @@ pub async fn exchange(
     now: OffsetDateTime,
 ) -> Result<IssuedTokens, OAuthError> {
     client.require_grant(GrantType::RefreshToken)?;
-    // One round trip reads the token and its user.
+    let now_seconds = now.unix_timestamp();
+    // One round trip reads the token, its family and its user.
     let found = store
         .refresh_grant_by_hash(&refresh::hash(request.refresh_token))
         .await?
-        // RFC 6749 §6: a refresh token is bound to the client it was issued to. Another
-        // client's token is treated as unknown, and does not end the family either.
-        .filter(|row| row.token.client_id == client.id)
         .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
     let presented = &found.token;
-    let now_seconds = now.unix_timestamp();
-    if presented.revoked_at.is_some() {
+    if presented.client_id != client.id {
+        // RFC 6749 §6: a refresh token is bound to its client. Another client holding it means
+        // it leaked, so the family ends (SPEC §9); the answer is the same as for an unknown one.
+        store
+            .end_refresh_family(presented.family_id, now_seconds)
+            .await?;
+        tracing::warn!(
+            family = %presented.family_id,
+            client_id = %client.id,
+            "a refresh token was presented by another client: the grant is revoked"
+        );
+        return Err(invalid_grant("the refresh token is invalid"));
+    }
+    if presented.family_ended_at.is_some() {
         return Err(invalid_grant("the refresh token has been revoked"));
+    }
+    if presented.revoked_at.is_some() {
+        return Err(invalid_grant(
+            "the refresh token was replaced by a retry with the token before it",
+        ));
     }
     if presented.expires_at <= now_seconds {
         return Err(invalid_grant("the refresh token has expired"));
@@ -64,7 +80,7 @@ pub async fn exchange(
         user: &user,
         auth_time: presented.auth_time,
     };
-    let (mut issued, next) = issuer
+    let (mut issued, mut next) = issuer
         .sign_for_user(
             &subject,
             &client.id,
@@ -74,6 +90,7 @@ pub async fn exchange(
             now,
         )
         .await?;
+    next.record.parent_id = Some(presented.id);
 
     let rotation = if presented.used_at.is_none() {
         store
@@ -82,27 +99,44 @@ pub async fn exchange(
     } else {
         Rotation::AlreadyUsed
     };
-    if rotation == Rotation::AlreadyUsed {
-        // Used before, or by a concurrent request a moment ago: read what happened to it.
-        let current = store
-            .refresh_token_by_hash(&refresh::hash(request.refresh_token))
-            .await?
-            .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
-        if !within_grace(&current, request.reuse_grace, now_seconds) {
-            store
-                .revoke_refresh_family(current.family_id, now_seconds)
-                .await?;
-            tracing::warn!(
-                family = %current.family_id,
-                client_id = %client.id,
-                "refresh token reuse detected: the grant is revoked"
-            );
-            return Err(invalid_grant(
-                "the refresh token was already used; the grant has been revoked",
-            ));
+    match rotation {
+        Rotation::Rotated => {}
+        Rotation::FamilyEnded => return Err(invalid_grant("the refresh token has been revoked")),
+        Rotation::AlreadyUsed => {
+            // Used before, or by a concurrent request a moment ago: read what happened to it.
+            let current = store
+                .refresh_token_by_hash(&refresh::hash(request.refresh_token))
+                .await?
+                .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
+            let replacement = if within_grace(&current, request.reuse_grace, now_seconds) {
+                // A lost response or a second tab: the retry gets a new token in the same
+                // family, and the one handed out before it stops working.
+                store
+                    .replace_successor(current.id, &next.record, now_seconds)
+                    .await?
+            } else {
+                store
+                    .end_refresh_family(current.family_id, now_seconds)
+                    .await?;
+                Replacement::SuccessorUsed
+            };
+            match replacement {
+                Replacement::Replaced => {}
+                Replacement::FamilyEnded => {
+                    return Err(invalid_grant("the refresh token has been revoked"));
+                }
+                Replacement::SuccessorUsed => {
+                    tracing::warn!(
+                        family = %current.family_id,
+                        client_id = %client.id,
+                        "refresh token reuse detected: the grant is revoked"
+                    );
+                    return Err(invalid_grant(
+                        "the refresh token was already used; the grant has been revoked",
+                    ));
+                }
+            }
         }
-        // The same client retrying within the grace window: a new token in the same family.
-        store.insert_refresh_token(&next.record).await?;
     }
     issued.refresh_token = Some(next.token.to_string());
     Ok(issued)
@@ -111,8 +145,8 @@ pub async fn exchange(
 /// True when a used token comes back soon enough to be a lost response or a second tab.
 fn within_grace(row: &RefreshTokenRow, grace: Duration, now: i64) -> bool {
     let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
-    match (row.used_at, row.revoked_at) {
-        (Some(used_at), None) => grace > 0 && now.saturating_sub(used_at) <= grace,
+    match (row.used_at, row.revoked_at, row.family_ended_at) {
+        (Some(used_at), None, None) => grace > 0 && now.saturating_sub(used_at) <= grace,
         _ => false,
     }
 }
