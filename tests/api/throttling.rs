@@ -697,8 +697,7 @@ async fn throttle_rows(url: &str) -> Vec<i64> {
 #[tokio::test]
 async fn maintenance_deletes_the_throttling_state_once_it_limits_no_one() {
     let clock = MovableClock::stopped();
-    // The maintenance loop runs every KEY_CACHE_TTL (at least 1 s).
-    let app = spawn_behind_proxy(&clock, &[("KEY_CACHE_TTL", "1s")]).await;
+    let app = spawn_behind_proxy(&clock, &[("MAINTENANCE_INTERVAL", "1s")]).await;
     let (username, password, _) = app.signup_new_user().await;
     signin_from(&app, "192.0.2.1", &username, &password, None).await;
     fail_many(&app, 7, 1, Some(&username), |_| "192.0.2.2".to_owned()).await;

@@ -462,3 +462,107 @@ async fn retention_brings_the_token_tables_back_to_what_is_live() {
     let app = builder.spawn().await;
     wait_for_counts(&app, [0, 0, 0], "past every expiry").await;
 }
+
+/// A database at the last migration before token families, holding a user with a live family
+/// (a used token and its live successor) and a revoked family; answers (live, revoked) tokens.
+async fn seed_before_families(url: &str) -> (String, String) {
+    use sha2::Digest as _;
+    use sqlx::Connection as _;
+    let migrations = if url.starts_with("sqlite:") {
+        "migrations/sqlite"
+    } else {
+        "migrations/postgres"
+    };
+    let migrator = sqlx::migrate::Migrator::new(std::path::Path::new(migrations))
+        .await
+        .expect("the migrations");
+    let user = uuid::Uuid::new_v4();
+    let live_token = format!("live-{}", uuid::Uuid::new_v4().simple());
+    let revoked_token = format!("revoked-{}", uuid::Uuid::new_v4().simple());
+    let now = crate::helpers::now_unix();
+    // (token, family, used_at, revoked_at): a family of two with its newest live, and a
+    // revoked family.
+    let live_family = uuid::Uuid::new_v4();
+    let revoked_family = uuid::Uuid::new_v4();
+    let rows = [
+        (
+            format!("used-{}", uuid::Uuid::new_v4().simple()),
+            live_family,
+            Some(now - 10),
+            None,
+        ),
+        (live_token.clone(), live_family, None, None),
+        (revoked_token.clone(), revoked_family, None, Some(now - 5)),
+    ];
+    macro_rules! seed {
+        ($conn:expr) => {{
+            migrator
+                .run_to(20261202000002, &mut $conn)
+                .await
+                .expect("the migrations before token families");
+            sqlx::query(
+                "insert into users (id, username, username_key, username_skeleton, \
+                 password_hash, created_at) values ($1, 'upgraded', 'upgraded', 'upgraded', \
+                 'not-a-hash', $2)",
+            )
+            .bind(user)
+            .bind(now - 100)
+            .execute(&mut $conn)
+            .await
+            .expect("a user");
+            for (token, family, used_at, revoked_at) in &rows {
+                let hash: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+                sqlx::query(
+                    "insert into refresh_tokens (id, token_hash, family_id, user_id, client_id, \
+                     scope, auth_time, issued_at, expires_at, used_at, revoked_at) \
+                     values ($1, $2, $3, $4, 'user-auth-service', 'openid profile', $5, $5, \
+                     $6, $7, $8)",
+                )
+                .bind(uuid::Uuid::new_v4())
+                .bind(hash.as_slice())
+                .bind(*family)
+                .bind(user)
+                .bind(now - 50)
+                .bind(now + 3600)
+                .bind(*used_at)
+                .bind(*revoked_at)
+                .execute(&mut $conn)
+                .await
+                .expect("a refresh token");
+            }
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a SQLite URL");
+        let mut conn = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+            .await
+            .expect("open SQLite");
+        seed!(conn);
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+        seed!(conn);
+    }
+    (live_token, revoked_token)
+}
+
+#[tokio::test]
+async fn an_upgrade_keeps_live_refresh_tokens_working_and_revoked_families_ended() {
+    let database = crate::helpers::TestDatabase::create().await;
+    let (live, revoked) = seed_before_families(&database.url).await;
+
+    let app = TestApp::builder().database(database).spawn().await;
+
+    assert_eq!(app.count_rows("refresh_families").await, 2);
+    let rotated = ok_json(app.refresh_as(&ClientAuth::None, &live, None).await).await;
+    assert_eq!(
+        app.me(str_of(&rotated, "access_token")).await.status(),
+        StatusCode::OK
+    );
+    assert_invalid_grant(
+        &app,
+        &ClientAuth::None,
+        &revoked,
+        "revoked before the upgrade",
+    )
+    .await;
+}
