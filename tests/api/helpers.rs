@@ -1003,6 +1003,22 @@ impl TestApp {
     }
 }
 
+/// The refresh grant with `token` is 400 `invalid_grant`.
+pub async fn assert_refresh_invalid_grant(
+    app: &TestApp,
+    auth: &ClientAuth,
+    token: &str,
+    case: &str,
+) {
+    let response = app.refresh_as(auth, token, None).await;
+    let (status, body) = assert_json_error(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{case}: {body}"
+    );
+}
+
 /// A string member of a JSON body, insisting it is there.
 pub fn str_of<'a>(body: &'a Value, name: &str) -> &'a str {
     body[name]

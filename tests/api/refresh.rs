@@ -5,23 +5,13 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    ClientAuth, TestApp, assert_error, assert_json_error, basic_authorization, ok_json, scope_set,
-    str_of,
+    ClientAuth, TestApp, assert_error, assert_json_error, assert_refresh_invalid_grant,
+    basic_authorization, ok_json, scope_set, str_of,
 };
 
 /// A refresh, insisting on 200; answers the token response.
 async fn refresh_ok(app: &TestApp, auth: &ClientAuth, refresh_token: &str) -> Value {
     ok_json(app.refresh_as(auth, refresh_token, None).await).await
-}
-
-async fn assert_refresh_invalid_grant(app: &TestApp, auth: &ClientAuth, token: &str, case: &str) {
-    let response = app.refresh_as(auth, token, None).await;
-    let (status, body) = assert_json_error(response).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
-        "{case}: {body}"
-    );
 }
 
 #[tokio::test]

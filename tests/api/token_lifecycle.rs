@@ -10,19 +10,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    ClientAuth, MovableClock, RegisteredClient, TestApp, assert_json_error, ok_json, str_of,
-    strong_password, unique_username,
+    ClientAuth, MovableClock, RegisteredClient, TestApp, assert_refresh_invalid_grant, ok_json,
+    str_of, strong_password, unique_username,
 };
-
-async fn assert_invalid_grant(app: &TestApp, auth: &ClientAuth, refresh_token: &str, case: &str) {
-    let response = app.refresh_as(auth, refresh_token, None).await;
-    let (status, body) = assert_json_error(response).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
-        "{case}: {body}"
-    );
-}
 
 /// The access token works at `/me`, `/userinfo` and introspection (by a resource server).
 async fn assert_access_token_accepted(app: &TestApp, introspector: &ClientAuth, token: &str) {
@@ -112,7 +102,7 @@ async fn a_family_ended_by_any_route_turns_its_access_tokens_away() {
                 assert_eq!(response.status(), StatusCode::OK);
             }
             "reuse" => {
-                assert_invalid_grant(
+                assert_refresh_invalid_grant(
                     &app,
                     &owner.basic(),
                     str_of(first, "refresh_token"),
@@ -125,7 +115,7 @@ async fn a_family_ended_by_any_route_turns_its_access_tokens_away() {
                 app.cli_json(&["clients", "delete", &owner.client_id]).await;
             }
             "leaked" => {
-                assert_invalid_grant(
+                assert_refresh_invalid_grant(
                     &app,
                     &other.basic(),
                     str_of(second, "refresh_token"),
@@ -157,7 +147,7 @@ async fn a_refresh_token_presented_by_another_client_ends_its_family() {
     let (_, tokens) = signed_in(&app, &owner).await;
     let refresh_token = str_of(&tokens, "refresh_token");
 
-    assert_invalid_grant(
+    assert_refresh_invalid_grant(
         &app,
         &thief.basic(),
         refresh_token,
@@ -166,7 +156,7 @@ async fn a_refresh_token_presented_by_another_client_ends_its_family() {
     .await;
 
     // It leaked: the owner cannot use it any more either, and its access token is refused.
-    assert_invalid_grant(&app, &owner.basic(), refresh_token, "the family ended").await;
+    assert_refresh_invalid_grant(&app, &owner.basic(), refresh_token, "the family ended").await;
     assert_eq!(
         app.me(str_of(&tokens, "access_token")).await.status(),
         StatusCode::UNAUTHORIZED
@@ -241,7 +231,7 @@ async fn revocation_and_rotation_of_one_family_never_race() {
         if rotated.status() == StatusCode::OK {
             // The rotation came first or alongside: what it handed out was revoked with it.
             let rotated = ok_json(rotated).await;
-            assert_invalid_grant(
+            assert_refresh_invalid_grant(
                 &app,
                 &auth,
                 str_of(&rotated, "refresh_token"),
@@ -558,7 +548,7 @@ async fn an_upgrade_keeps_live_refresh_tokens_working_and_revoked_families_ended
         app.me(str_of(&rotated, "access_token")).await.status(),
         StatusCode::OK
     );
-    assert_invalid_grant(
+    assert_refresh_invalid_grant(
         &app,
         &ClientAuth::None,
         &revoked,

@@ -53,14 +53,7 @@ pub async fn exchange(
         );
         return Err(invalid_grant("the refresh token is invalid"));
     }
-    if presented.family_ended_at.is_some() {
-        return Err(invalid_grant("the refresh token has been revoked"));
-    }
-    if presented.revoked_at.is_some() {
-        return Err(invalid_grant(
-            "the refresh token was replaced by a retry with the token before it",
-        ));
-    }
+    refuse_ended_or_replaced(presented)?;
     if presented.expires_at <= now_seconds {
         return Err(invalid_grant("the refresh token has expired"));
     }
@@ -108,33 +101,24 @@ pub async fn exchange(
                 .refresh_token_by_hash(&refresh::hash(request.refresh_token))
                 .await?
                 .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
-            let replacement = if within_grace(&current, request.reuse_grace, now_seconds) {
-                // A lost response or a second tab: the retry gets a new token in the same
-                // family, and the one handed out before it stops working.
-                store
-                    .replace_successor(current.id, &next.record, now_seconds)
-                    .await?
-            } else {
+            refuse_ended_or_replaced(&current)?;
+            if !within_grace(&current, request.reuse_grace, now_seconds) {
                 store
                     .end_refresh_family(current.family_id, now_seconds)
                     .await?;
-                Replacement::SuccessorUsed
-            };
-            match replacement {
+                return Err(reuse_detected(&current, client));
+            }
+            // A lost response or a second tab: the retry gets a new token in the same family,
+            // and the one handed out before it stops working.
+            match store
+                .replace_successor(current.id, &next.record, now_seconds)
+                .await?
+            {
                 Replacement::Replaced => {}
                 Replacement::FamilyEnded => {
                     return Err(invalid_grant("the refresh token has been revoked"));
                 }
-                Replacement::SuccessorUsed => {
-                    tracing::warn!(
-                        family = %current.family_id,
-                        client_id = %client.id,
-                        "refresh token reuse detected: the grant is revoked"
-                    );
-                    return Err(invalid_grant(
-                        "the refresh token was already used; the grant has been revoked",
-                    ));
-                }
+                Replacement::SuccessorUsed => return Err(reuse_detected(&current, client)),
             }
         }
     }
@@ -142,11 +126,34 @@ pub async fn exchange(
     Ok(issued)
 }
 
+/// A token of an ended family, or one replaced by a grace retry, is refused as it is: neither
+/// is reuse of a used token.
+fn refuse_ended_or_replaced(token: &RefreshTokenRow) -> Result<(), OAuthError> {
+    if token.family_ended_at.is_some() {
+        return Err(invalid_grant("the refresh token has been revoked"));
+    }
+    if token.revoked_at.is_some() {
+        return Err(invalid_grant(
+            "the refresh token was replaced by a retry with the token before it",
+        ));
+    }
+    Ok(())
+}
+
+/// A used token presented again, outside the grace window or after its successor was used:
+/// the family has been ended (RFC 9700 §4.14).
+fn reuse_detected(token: &RefreshTokenRow, client: &Client) -> OAuthError {
+    tracing::warn!(
+        family = %token.family_id,
+        client_id = %client.id,
+        "refresh token reuse detected: the grant is revoked"
+    );
+    invalid_grant("the refresh token was already used; the grant has been revoked")
+}
+
 /// True when a used token comes back soon enough to be a lost response or a second tab.
 fn within_grace(row: &RefreshTokenRow, grace: Duration, now: i64) -> bool {
     let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
-    match (row.used_at, row.revoked_at, row.family_ended_at) {
-        (Some(used_at), None, None) => grace > 0 && now.saturating_sub(used_at) <= grace,
-        _ => false,
-    }
+    row.used_at
+        .is_some_and(|used_at| grace > 0 && now.saturating_sub(used_at) <= grace)
 }
