@@ -57,9 +57,16 @@ pub fn retires_at(rows: &[SigningKeyRow], key: &SigningKeyRow) -> Option<i64> {
         .min()
 }
 
-/// A key whose signing time is empty: a newer one starts no later than it does.
+/// A key overtaken while it waited: a newer key, made before this one's start, starts no later.
+/// Times are whole seconds, so a key overtaken in the second it started may have signed in that
+/// second, before the newer key existed: that one is retired, not dropped.
 pub fn is_dropped(rows: &[SigningKeyRow], key: &SigningKeyRow) -> bool {
-    retires_at(rows, key).is_some_and(|retired| retired <= key.signs_from)
+    rows.iter().any(|row| {
+        row.revoked_at.is_none()
+            && row.generation > key.generation
+            && row.signs_from <= key.signs_from
+            && row.created_at < key.signs_from
+    })
 }
 
 pub fn state(rows: &[SigningKeyRow], key: &SigningKeyRow, now: i64) -> KeyState {
@@ -249,6 +256,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_overtaken_in_the_second_it_started_may_have_signed_and_is_retired_not_dropped() {
+        // The very first key signs from the moment it is made; an emergency key made in that
+        // same second arrives after it may already have signed.
+        let mut first = key("first", 1, 5_000);
+        first.created_at = 5_000;
+        let mut emergency = key("emergency", 2, 5_000);
+        emergency.created_at = 5_000;
+        let rows = vec![first, emergency];
+        assert_eq!(signing_key(&rows, 5_000).unwrap().kid, "emergency");
+        assert!(!is_dropped(&rows, &rows[0]));
+        assert_eq!(state(&rows, &rows[0], 5_000), KeyState::Retired);
+        assert_eq!(
+            published_until(&rows, &rows[0], &LIFETIMES),
+            Some(5_000 + 900 + 300 + CLOCK_LEEWAY_SECONDS)
+        );
+    }
+
+    #[test]
     fn the_schedule_follows_the_emergency_key_and_asks_nothing_for_the_dropped_one() {
         let day = Duration::from_secs(86_400);
         let lead = Duration::from_secs(3_610);
@@ -274,7 +299,7 @@ mod tests {
 
     fn rotation() -> impl proptest::strategy::Strategy<Value = Rotation> {
         use proptest::prelude::*;
-        (1_i64..5_000, proptest::option::of(1_i64..4_000))
+        (0_i64..5_000, proptest::option::of(1_i64..4_000))
             .prop_map(|(after, lead)| Rotation { after, lead })
     }
 
