@@ -49,12 +49,13 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// List the signing keys with their states (next, active, retired, revoked).
+    /// List the signing keys with their states (next, active, retired, dropped, revoked).
     List,
     /// Make a new signing key; prints its kid. It signs once every replica has published it
     /// for KEY_PUBLISH_AHEAD, unless --now.
     Rotate {
-        /// Switch at once: the emergency path for a leaked key.
+        /// Switch at once: the emergency path for a leaked key. A key waiting to sign is
+        /// dropped and never signs.
         #[arg(long)]
         now: bool,
     },

@@ -46,7 +46,8 @@ pub enum KeyError {
 pub enum RotateMode {
     /// The new key signs once every replica has published it for `KEY_PUBLISH_AHEAD`.
     Scheduled,
-    /// The new key signs at once: for a leaked key.
+    /// The new key signs at once: for a leaked key. A key still waiting to sign is dropped:
+    /// being older, it never takes over from this one (SPEC §9).
     Now,
 }
 
@@ -357,7 +358,8 @@ impl KeyRing {
     }
 
     /// Makes a new key: signing `KEY_PUBLISH_AHEAD` plus `KEY_CACHE_TTL` from now (scheduled),
-    /// or at once (the emergency path for a leaked key). The new key's generation is one above
+    /// or at once (the emergency path for a leaked key, which drops a waiting key only by being
+    /// a newer generation: nothing else is written). The new key's generation is one above
     /// the highest stored, and generations are unique, so any number of processes rotating at
     /// the same moment make exactly one key, and all of them answer its kid.
     pub async fn rotate(&self, mode: RotateMode, now: OffsetDateTime) -> Result<String, KeyError> {
@@ -371,7 +373,7 @@ impl KeyRing {
         // A scheduled rotation while another key waits its turn to sign returns that key: the
         // next one is already on its way, and concurrent `keys rotate` runs agree on one key
         // even when one of them starts after another has stored its key (a unique generation
-        // settles only those that overlap).
+        // settles only those that overlap). A dropped key is not waiting: it will never sign.
         // The generation comes from the same read as that check: read apart, a key stored in
         // between would be neither seen as pending nor met by the unique generation.
         if mode == RotateMode::Scheduled {

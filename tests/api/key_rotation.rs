@@ -2,17 +2,21 @@
 //! key is published `KEY_PUBLISH_AHEAD` before it signs, retired keys stay published while
 //! their tokens live, replicas on one database rotate once and switch together.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::Value;
+use user_auth_service::clock::Clock as _;
 
 use crate::helpers::{
-    ServerProcess, TestApp, TestDatabase, binary_command, free_port, jwt_parts, random_kek,
-    try_verify_with_jwks,
+    MovableClock, ServerProcess, TestApp, TestDatabase, binary_command, free_port, jwt_parts,
+    random_kek, try_verify_with_jwks,
 };
 
 /// Fast settings: a key signs for 4 s, is published 2 s ahead, verifiers cache the JWKS 1 s.
@@ -333,6 +337,255 @@ async fn a_scheduled_rotation_while_a_key_waits_to_sign_returns_that_key() {
     assert_ne!(emergency["kid"], first["kid"]);
     let list = app.cli_json(&["keys", "list"]).await;
     assert_eq!(list.as_array().map_or(0, Vec::len), 3, "{list}");
+
+    // The key it dropped waits for nothing: the next scheduled rotation makes a new key.
+    let after = app.cli_json(&["keys", "rotate"]).await;
+    assert_ne!(after["kid"], first["kid"], "not the dropped key");
+    assert_ne!(after["kid"], emergency["kid"]);
+    let keys = listed_keys(&app).await;
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys[str_at(&after, "kid")]["state"], "next");
+    assert_eq!(keys[str_at(&first, "kid")]["state"], "dropped");
+}
+
+/// `keys list`, by kid.
+async fn listed_keys(app: &TestApp) -> BTreeMap<String, Value> {
+    let list = app.cli_json(&["keys", "list"]).await;
+    list.as_array()
+        .unwrap_or_else(|| panic!("keys list prints an array: {list}"))
+        .iter()
+        .map(|key| (str_at(key, "kid").to_owned(), key.clone()))
+        .collect()
+}
+
+fn str_at<'a>(value: &'a Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("a string {name} in {value}"))
+}
+
+fn i64_at(value: &Value, name: &str) -> i64 {
+    value[name]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a number {name} in {value}"))
+}
+
+/// Verifies `token` as a resource server does with jsonwebtoken, against `jwks`, with its time
+/// claims read at the service's time `now`: the test moves that clock hours ahead of this one.
+fn verify_at(token: &str, jwks: &Value, app: &TestApp, now: i64) -> Result<(), String> {
+    const LEEWAY: i64 = 5;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| format!("bad header: {e}"))?;
+    let kid = header.kid.ok_or("the token's header has no kid")?;
+    let set: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| format!("JWKS: {e}"))?;
+    let jwk = set
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("bad key: {e}"))?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[&app.issuer]);
+    validation.set_audience(&[&app.audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map_err(|e| format!("the token does not verify: {e}"))?
+        .claims;
+    let (nbf, exp) = (i64_at(&claims, "nbf"), i64_at(&claims, "exp"));
+    if now + LEEWAY < nbf || now - LEEWAY >= exp {
+        return Err(format!(
+            "at {now} the token is outside nbf {nbf}, exp {exp}"
+        ));
+    }
+    Ok(())
+}
+
+/// The service on a clock the test moves, with every token it issued.
+struct Moved {
+    app: TestApp,
+    clock: Arc<MovableClock>,
+    username: String,
+    password: String,
+    issued: Vec<(i64, String)>,
+}
+
+impl Moved {
+    fn now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
+    }
+
+    /// Moves the service's clock forward to `at`.
+    fn move_to(&self, at: i64) {
+        let ahead = at - self.now();
+        assert!(ahead >= 0, "the clock only moves forward: {at} is past");
+        self.clock
+            .advance(Duration::from_secs(ahead.unsigned_abs()));
+    }
+
+    /// A token from the password grant, which must verify against the JWKS served right
+    /// after it, and so must every earlier token still valid; answers its kid.
+    async fn token_kid(&mut self) -> String {
+        let response = self
+            .app
+            .password_grant(&self.username, &self.password, None)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        let token = str_at(&body, "access_token").to_owned();
+        let exp = i64_at(&jwt_parts(&token).1, "exp");
+        self.issued.push((exp, token.clone()));
+        let jwks = self.app.jwks().await;
+        let now = self.now();
+        for (exp, token) in self.issued.iter().filter(|(exp, _)| now < *exp) {
+            if let Err(reason) = verify_at(token, &jwks, &self.app, now) {
+                panic!("at {now} a token valid until {exp} fails: {reason}");
+            }
+        }
+        kid_of(&token)
+    }
+
+    /// Issues tokens until one carries `kid`; the others may only carry `stale`, the key the
+    /// service signed with until it re-read the key table (within `KEY_CACHE_TTL`).
+    async fn until_signed_by(&mut self, kid: &str, stale: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let signed_by = self.token_kid().await;
+            if signed_by == kid {
+                return;
+            }
+            assert_eq!(signed_by, stale, "signed by neither {kid} nor {stale}");
+            assert!(Instant::now() < deadline, "{kid} does not sign within 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `keys list` until `done` holds for it (the schedule runs every second).
+    async fn keys_once(
+        &self,
+        what: &str,
+        done: impl Fn(&BTreeMap<String, Value>) -> bool,
+    ) -> BTreeMap<String, Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let keys = listed_keys(&self.app).await;
+            if done(&keys) {
+                return keys;
+            }
+            assert!(Instant::now() < deadline, "{what} within 30 s: {keys:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_keys_rotate_then_keys_rotate_now_the_emergency_key_signs_and_the_waiting_key_never_does()
+ {
+    const INTERVAL: i64 = 6 * 3_600;
+    // KEY_PUBLISH_AHEAD plus KEY_CACHE_TTL: how long before its start the schedule makes a key.
+    const LEAD: i64 = 3_600 + 1;
+    let clock = Arc::new(MovableClock::default());
+    let app = TestApp::builder()
+        .clock(Arc::clone(&clock))
+        .var("KEY_ROTATION_INTERVAL", "6h")
+        .var("KEY_PUBLISH_AHEAD", "1h")
+        .var("KEY_CACHE_TTL", "1s")
+        .spawn()
+        .await;
+    let (username, password, _) = app.signup_new_user().await;
+    let mut moved = Moved {
+        app,
+        clock,
+        username,
+        password,
+        issued: Vec::new(),
+    };
+    let first = moved.token_kid().await;
+
+    // `keys rotate`: a key that waits an hour to sign. The command line runs on the real clock,
+    // which the service's clock still follows here.
+    let waiting = str_at(&moved.app.cli_json(&["keys", "rotate"]).await, "kid").to_owned();
+    let keys = listed_keys(&moved.app).await;
+    assert_eq!(keys[&first]["state"], "active");
+    assert_eq!(keys[&waiting]["state"], "next");
+
+    // `keys rotate --now`: the emergency key signs at once and the waiting key is dropped.
+    let rotated = moved.app.cli_json(&["keys", "rotate", "--now"]).await;
+    let emergency = str_at(&rotated, "kid").to_owned();
+    let keys = listed_keys(&moved.app).await;
+    let states: Vec<(i64, &str)> = keys
+        .values()
+        .map(|key| (i64_at(key, "generation"), str_at(key, "state")))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        states,
+        [(1, "retired"), (2, "dropped"), (3, "active")],
+        "{keys:#?}"
+    );
+    assert_eq!(i64_at(&keys[&first], "generation"), 1);
+    assert_eq!(i64_at(&keys[&emergency], "generation"), 3);
+    let emergency_starts = i64_at(&keys[&emergency], "signs_from");
+    let waiting_starts = i64_at(&keys[&waiting], "signs_from");
+    assert!(waiting_starts >= emergency_starts + LEAD - 60, "{keys:#?}");
+    // Overtaken when the emergency key started, and kept published as a retired key would be.
+    assert_eq!(i64_at(&keys[&waiting], "retires_at"), emergency_starts);
+    assert_eq!(
+        keys[&waiting]["published_until"],
+        keys[&first]["published_until"]
+    );
+    moved.until_signed_by(&emergency, &first).await;
+    assert_eq!(moved.app.jwks().await["keys"][0]["kid"], emergency.as_str());
+
+    // Past the start the waiting key had been given: the emergency key still signs. Both older
+    // keys are past their publication too, and the schedule deletes them (and makes nothing).
+    moved.move_to(waiting_starts + 60);
+    assert_eq!(moved.token_kid().await, emergency);
+    moved
+        .keys_once("the first and the dropped key are deleted", |keys| {
+            keys.len() == 1 && keys.contains_key(&emergency)
+        })
+        .await;
+    assert_eq!(moved.token_kid().await, emergency);
+
+    // Several intervals of schedule runs: each key is followed by exactly one, which starts an
+    // interval after it, counted from the emergency key's start and not the dropped key's.
+    let (mut current, mut current_starts, mut generation) =
+        (emergency.clone(), emergency_starts, 3);
+    for _ in 0..3 {
+        let due = current_starts + INTERVAL;
+        moved.move_to(due - LEAD - 60);
+        assert_eq!(moved.token_kid().await, current);
+        moved.move_to(due - LEAD);
+        let keys = moved
+            .keys_once("the schedule makes the next key", |keys| {
+                keys.values()
+                    .any(|key| i64_at(key, "generation") > generation)
+            })
+            .await;
+        let newer: Vec<&Value> = keys
+            .values()
+            .filter(|key| i64_at(key, "generation") > generation)
+            .collect();
+        assert_eq!(newer.len(), 1, "exactly one new key: {keys:#?}");
+        let next = str_at(newer[0], "kid").to_owned();
+        let next_starts = i64_at(newer[0], "signs_from");
+        assert_eq!(i64_at(newer[0], "generation"), generation + 1);
+        assert!(
+            (due..due + 60).contains(&next_starts),
+            "the next key starts at {next_starts}, not one interval after {current_starts}"
+        );
+        assert_eq!(moved.token_kid().await, current);
+        moved.move_to(next_starts);
+        moved.until_signed_by(&next, &current).await;
+        (current, current_starts, generation) = (next, next_starts, generation + 1);
+    }
+    let signed_by: HashSet<String> = moved
+        .issued
+        .iter()
+        .map(|(_, token)| kid_of(token))
+        .collect();
+    assert!(!signed_by.contains(&waiting), "the dropped key signed");
+    assert_eq!(signed_by.len(), 5, "first, emergency and three scheduled");
 }
 
 fn unix_now() -> f64 {
