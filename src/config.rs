@@ -1,8 +1,12 @@
 //! Configuration, read once from the environment (and `.env`) at start-up.
 //!
 //! Every error names the variable it came from, so an operator can fix a deployment from the
-//! message alone. Secrets are wrapped so that `Debug` never prints them.
+//! message alone. Secrets are wrapped so that `Debug` never prints them, and no error shows a
+//! password.
 
+pub mod redact;
+
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,6 +25,38 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Inconsistent(String),
+}
+
+/// `DATABASE_URL`, shown (`Debug`, `Display`) with its password masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL with its password, for connecting and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres:") || self.0.starts_with("postgresql:")
+    }
+
+    /// `text` (an error that may quote this URL, or part of it) with this URL's password masked.
+    pub fn mask(&self, text: &str) -> String {
+        redact::passwords_of(&self.0, text)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.mask(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
 }
 
 /// One 256-bit key-encryption key (AES-256-GCM), kept out of `Debug` output.
@@ -57,7 +93,7 @@ pub enum LogFormat {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub database_max_connections: u32,
     pub cors_allowed_origins: Vec<String>,
     /// Proxies (addresses and CIDR ranges) whose `X-Forwarded-For` entry names the client
@@ -108,9 +144,10 @@ impl Config {
             Ok(_) => {}
             Err(error) if error.not_found() => {}
             Err(error) => {
-                return Err(ConfigError::Inconsistent(format!(
+                // A line the parser quotes may hold a database URL.
+                return Err(ConfigError::Inconsistent(redact::url_passwords(&format!(
                     ".env could not be read: {error}"
-                )));
+                ))));
             }
         }
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -159,7 +196,7 @@ impl Config {
                 "an IP address such as 0.0.0.0 or ::1",
             )?,
             port: vars.parse("PORT", 8001, "a port number from 0 to 65535")?,
-            database_url,
+            database_url: DatabaseUrl(database_url),
             database_max_connections: vars.positive("DATABASE_MAX_CONNECTIONS", 10)?,
             cors_allowed_origins: vars
                 .string("CORS_ALLOWED_ORIGINS")
@@ -277,10 +314,11 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{seconds}s")
 }
 
+/// An `Invalid` error; a password in `value` (a URL's) is masked, so that no message shows it.
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         name,
-        value: value.to_owned(),
+        value: redact::passwords_of(value, value),
         reason: reason.to_owned(),
     }
 }
@@ -473,7 +511,7 @@ mod tests {
     fn zero_configuration_gives_the_documented_defaults() {
         let config = load(&[]).unwrap();
         assert_eq!(config.port, 8001);
-        assert_eq!(config.database_url, "sqlite://data/auth.db");
+        assert_eq!(config.database_url.expose(), "sqlite://data/auth.db");
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.issuer_for_port(8001), "http://localhost:8001");
         assert!(matches!(config.kek_source, KekSource::File(_)));
@@ -508,7 +546,7 @@ mod tests {
     #[test]
     fn the_old_database_variable_is_read_when_the_new_one_is_unset() {
         let config = load(&[("DATABASE_ONE_URL", "postgres://db/x")]).unwrap();
-        assert_eq!(config.database_url, "postgres://db/x");
+        assert_eq!(config.database_url.expose(), "postgres://db/x");
     }
 
     #[test]
@@ -532,6 +570,30 @@ mod tests {
         assert_eq!(config.password_attempts_per_address, 10);
         assert_eq!(config.signups_per_address, 20);
         assert!(load(&[("SIGNUPS_PER_ADDRESS", "0")]).is_err());
+    }
+
+    #[test]
+    fn a_database_url_is_never_shown_with_its_password() {
+        for url in [
+            "mysql://auth:S3cret@db/auth",
+            "mysql://db/auth?user=auth&password=S3cret",
+        ] {
+            let error = load(&[("DATABASE_URL", url)]).unwrap_err();
+            for shown in [error.to_string(), format!("{error:?}")] {
+                assert!(shown.starts_with("DATABASE_URL") || shown.starts_with("Invalid"));
+                assert!(!shown.contains("S3cret"), "{shown}");
+                assert!(
+                    shown.contains("mysql://"),
+                    "still says what was given: {shown}"
+                );
+            }
+        }
+        let config = load(&[("DATABASE_URL", "postgres://auth:S3cret@db/auth")]).unwrap();
+        assert!(!format!("{config:?}").contains("S3cret"));
+        assert_eq!(
+            config.database_url.to_string(),
+            "postgres://auth:***@db/auth"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use user_auth_service::cli::{self, Cli, Command, ServeArgs};
-use user_auth_service::config::Config;
+use user_auth_service::config::{Config, redact};
 use user_auth_service::server::{self, Application};
 use user_auth_service::telemetry;
 
@@ -20,10 +20,15 @@ async fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("configuration error: {error}");
+            eprintln!(
+                "configuration error: {}",
+                redact::url_passwords(&error.to_string())
+            );
             return ExitCode::from(2);
         }
     };
+    // Errors are printed with the database's password masked: a driver's may quote the URL.
+    let database_url = config.database_url.clone();
     telemetry::init(config.log_format);
     let now = time::OffsetDateTime::now_utc();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
@@ -50,7 +55,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", database_url.mask(&message));
             ExitCode::FAILURE
         }
     }

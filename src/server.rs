@@ -54,7 +54,11 @@ pub struct Application {
 /// Connects to the database, applies the migrations and fills in what they cannot compute
 /// (start-up and `migrate` share it).
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(
+        config.database_url.expose(),
+        config.database_max_connections,
+    )
+    .await?;
     store.migrate().await?;
     crate::users::fill_in_skeletons(&store).await?;
     Ok(store)
