@@ -67,8 +67,47 @@ pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
 pub enum KekSource {
     /// `KEY_ENCRYPTION_KEY`: the first encrypts, all decrypt.
     Environment(Vec<KeyEncryptionKey>),
-    /// A local file (`keys/kek` by default), generated with mode 0600 on first use.
+    /// The file `KEY_ENCRYPTION_KEY_FILE` names, generated with mode 0600 if missing.
     File(PathBuf),
+    /// Neither is set: `keys/kek`, generated with mode 0600 on first use. Fine for one process
+    /// on SQLite; replicas sharing PostgreSQL would each make their own (SPEC §9).
+    DefaultFile(PathBuf),
+}
+
+impl KekSource {
+    /// The file the keys are read from, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            KekSource::Environment(_) => None,
+            KekSource::File(path) | KekSource::DefaultFile(path) => Some(path),
+        }
+    }
+}
+
+/// Where the keys come from, for the start-up log (never the keys).
+impl fmt::Display for KekSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        match self {
+            KekSource::Environment(keys) => write!(
+                f,
+                "the environment variable KEY_ENCRYPTION_KEY ({} key{})",
+                keys.len(),
+                if keys.len() == 1 { "" } else { "s" }
+            ),
+            KekSource::File(path) => write!(
+                f,
+                "the file {} named by KEY_ENCRYPTION_KEY_FILE",
+                absolute(path).display()
+            ),
+            KekSource::DefaultFile(path) => write!(
+                f,
+                "the default file {} (generated on first start; set KEY_ENCRYPTION_KEY in \
+                 production)",
+                absolute(path).display()
+            ),
+        }
+    }
 }
 
 /// Argon2id cost parameters (SPEC §4 defaults: m=19456 KiB, t=2, p=1).
@@ -273,6 +312,23 @@ impl Config {
         Ok(())
     }
 
+    /// SPEC §9: replicas sharing a PostgreSQL database must share one key-encryption key, so
+    /// there it must be given, never generated. `serve` and the `keys` commands check this
+    /// before anything else (the other commands need no key).
+    pub fn require_shared_kek(&self) -> Result<(), ConfigError> {
+        if self.database_url.is_postgres() && matches!(self.kek_source, KekSource::DefaultFile(_)) {
+            return Err(ConfigError::Inconsistent(
+                "KEY_ENCRYPTION_KEY is required with a PostgreSQL DATABASE_URL: every replica \
+                 sharing the database must use the same key-encryption key, and without one each \
+                 would generate its own keys/kek and could not open the signing keys another \
+                 made. Set KEY_ENCRYPTION_KEY (openssl rand -base64 32) from your secret store, \
+                 or KEY_ENCRYPTION_KEY_FILE to a file every replica reads."
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The issuer, once the bound port is known.
     pub fn issuer_for_port(&self, port: u16) -> String {
         self.issuer
@@ -425,10 +481,10 @@ impl Vars<'_> {
 
     fn kek_source(&self) -> Result<KekSource, ConfigError> {
         let Some(list) = self.string("KEY_ENCRYPTION_KEY") else {
-            let path = self
-                .string("KEY_ENCRYPTION_KEY_FILE")
-                .unwrap_or_else(|| "keys/kek".to_owned());
-            return Ok(KekSource::File(PathBuf::from(path)));
+            return Ok(match self.string("KEY_ENCRYPTION_KEY_FILE") {
+                Some(path) => KekSource::File(PathBuf::from(path)),
+                None => KekSource::DefaultFile(PathBuf::from("keys/kek")),
+            });
         };
         let keys = parse_kek_list(&list).map_err(|reason| ConfigError::Invalid {
             name: "KEY_ENCRYPTION_KEY",
@@ -514,7 +570,7 @@ mod tests {
         assert_eq!(config.database_url.expose(), "sqlite://data/auth.db");
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.issuer_for_port(8001), "http://localhost:8001");
-        assert!(matches!(config.kek_source, KekSource::File(_)));
+        assert!(matches!(config.kek_source, KekSource::DefaultFile(_)));
         assert_eq!(config.http_header_timeout, Duration::from_secs(10));
         assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
         assert_eq!(config.max_connections, 10_000);
@@ -594,6 +650,30 @@ mod tests {
             config.database_url.to_string(),
             "postgres://auth:***@db/auth"
         );
+    }
+
+    #[test]
+    fn postgres_needs_a_key_encryption_key_given_and_sqlite_may_generate_one() {
+        let postgres = ("DATABASE_URL", "postgres://auth@db/auth");
+        let message = load(&[postgres])
+            .unwrap()
+            .require_shared_kek()
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("KEY_ENCRYPTION_KEY"), "{message}");
+        let file = ("KEY_ENCRYPTION_KEY_FILE", "/run/secrets/kek");
+        assert!(
+            load(&[postgres, file])
+                .unwrap()
+                .require_shared_kek()
+                .is_ok()
+        );
+        let key = (
+            "KEY_ENCRYPTION_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        );
+        assert!(load(&[postgres, key]).unwrap().require_shared_kek().is_ok());
+        assert!(load(&[]).unwrap().require_shared_kek().is_ok());
     }
 
     #[test]

@@ -33,24 +33,19 @@ async fn main() -> ExitCode {
     let now = time::OffsetDateTime::now_utc();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(config, args).await,
-        Command::Migrate => open_store(&config).await.map(|_| {
-            eprintln!("migrations applied");
-        }),
-        Command::Clients(command) => match open_store(&config).await {
+        Command::Migrate => server::open_store(&config)
+            .await
+            .map(|_| eprintln!("migrations applied"))
+            .map_err(|error| format!("DATABASE_URL: {error}")),
+        Command::Clients(command) => match cli::open_store(&config).await {
             Ok(store) => print(cli::clients(&store, command, now).await),
             Err(error) => Err(error),
         },
-        Command::Users(command) => match open_store(&config).await {
+        Command::Users(command) => match cli::open_store(&config).await {
             Ok(store) => print(cli::users(&store, command, now).await),
             Err(error) => Err(error),
         },
-        Command::Keys(command) => match open_store(&config).await {
-            Ok(store) => match server::open_key_ring(&config, store) {
-                Ok(ring) => print(cli::keys(&ring, command, now).await),
-                Err(error) => Err(error.to_string()),
-            },
-            Err(error) => Err(error),
-        },
+        Command::Keys(command) => keys(&config, command, now).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,10 +56,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn open_store(config: &Config) -> Result<user_auth_service::store::Store, String> {
-    server::open_store(config)
-        .await
-        .map_err(|error| format!("DATABASE_URL: {error}"))
+/// A keys command: the key-encryption key is checked before the database is opened.
+async fn keys(
+    config: &Config,
+    command: cli::KeysCommand,
+    now: time::OffsetDateTime,
+) -> Result<(), String> {
+    config
+        .require_shared_kek()
+        .map_err(|error| error.to_string())?;
+    let store = cli::open_store(config).await?;
+    let ring = server::open_key_ring(config, store).map_err(|error| error.to_string())?;
+    print(cli::keys(&ring, command, now).await)
 }
 
 /// Prints a command's JSON answer on stdout, for scripts.

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::clients::{Client, ClientCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::http::connections::{self, ConnectionLimits};
 use crate::http::{self, RouterSettings};
 use crate::keys::encryption::KeyEncryptionKeys;
@@ -25,6 +25,8 @@ use crate::users::throttle::{Throttle, ThrottlePolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     KeyEncryptionKey(#[from] KekError),
     #[error("DATABASE_URL: {0}")]
@@ -51,17 +53,48 @@ pub struct Application {
     connection_limits: ConnectionLimits,
 }
 
-/// Connects to the database, applies the migrations and fills in what they cannot compute
-/// (start-up and `migrate` share it).
+/// Connects to the database, creating a SQLite file if there is none, applies the migrations
+/// and fills in what they cannot compute (start-up and `migrate` share it).
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect(
         config.database_url.expose(),
         config.database_max_connections,
     )
     .await?;
+    prepare(store).await
+}
+
+/// `open_store` for the operator commands: a SQLite database that does not exist is
+/// `StoreError::Missing`, never a new empty one that a command run from another directory would
+/// silently make.
+pub async fn open_existing_store(config: &Config) -> Result<Store, StoreError> {
+    let store = Store::connect_existing(
+        config.database_url.expose(),
+        config.database_max_connections,
+    )
+    .await?;
+    prepare(store).await
+}
+
+async fn prepare(store: Store) -> Result<Store, StoreError> {
     store.migrate().await?;
     crate::users::fill_in_skeletons(&store).await?;
     Ok(store)
+}
+
+/// The key-encryption keys, after saying where they come from.
+fn key_encryption_keys(config: &Config) -> Result<KeyEncryptionKeys, StartupError> {
+    config.require_shared_kek()?;
+    tracing::info!(from = %config.kek_source, "key-encryption key");
+    if let Some(path) = config.kek_source.file().filter(|path| !path.exists()) {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        tracing::warn!(
+            path = %path.display(),
+            "generating a new key-encryption key: keep this file, the signing keys cannot be \
+             opened without it"
+        );
+    }
+    Ok(KeyEncryptionKeys::new(kek::load(&config.kek_source)?))
 }
 
 pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
@@ -76,7 +109,7 @@ pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
 
 /// The key ring over `store`, for the operator commands (`keys ...`).
 pub fn open_key_ring(config: &Config, store: Store) -> Result<KeyRing, StartupError> {
-    let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
+    let keks = key_encryption_keys(config)?;
     Ok(KeyRing::new(store, keks, key_ring_settings(config)))
 }
 
@@ -89,8 +122,11 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartupError> {
+        // Before anything is opened or generated: a refused configuration changes nothing.
+        config.require_shared_kek()?;
         let store = open_store(&config).await?;
-        let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
+        tracing::info!(database = %store.location(), "opened the database");
+        let keks = key_encryption_keys(&config)?;
 
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)

@@ -217,6 +217,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict
             | StoreError::Migration(_)
             | StoreError::Url(_)
+            | StoreError::Missing(_)
             | StoreError::Open { .. } => ApiError::internal(&error),
         }
     }

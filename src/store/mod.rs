@@ -88,6 +88,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database URL: {0}")]
     Url(String),
+    /// `connect_existing` found no SQLite file where the URL points.
+    #[error("no SQLite database at {}", .0.display())]
+    Missing(PathBuf),
     /// The database could not be opened or reached at start-up; `location` names it (never with
     /// its password).
     #[error("cannot open the {location}: {reason}")]
@@ -113,6 +116,12 @@ impl Store {
         Self::open(url, max_connections, true).await
     }
 
+    /// Connects to a database that must exist already: a SQLite file that is not there is
+    /// `Missing` rather than a new empty database (the operator commands).
+    pub async fn connect_existing(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::open(url, max_connections, false).await
+    }
+
     async fn open(url: &str, max_connections: u32, create: bool) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
@@ -125,11 +134,14 @@ impl Store {
                 .foreign_keys(true);
             let path = options.get_filename();
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            if !in_memory
-                && create
-                && let Some(folder) = path.parent()
-            {
-                create_folder(folder)?;
+            if !in_memory {
+                if create {
+                    if let Some(folder) = path.parent() {
+                        create_folder(folder)?;
+                    }
+                } else if !path.exists() {
+                    return Err(StoreError::Missing(absolute(path)));
+                }
             }
             let location = format!("SQLite database {}", absolute(path).display());
             let pool = SqlitePoolOptions::new()
@@ -179,6 +191,17 @@ impl Store {
                 .await
                 .map_err(|error| fail(error.to_string()))?;
             Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// Which database this is, for the start-up log: the backend and where, never a password.
+    pub fn location(&self) -> String {
+        match self {
+            Store::Sqlite(pool, _) => format!(
+                "SQLite database {}",
+                absolute(pool.connect_options().get_filename()).display()
+            ),
+            Store::Postgres(pool) => postgres_location(&pool.connect_options()),
         }
     }
 
