@@ -132,6 +132,9 @@ pub enum LogFormat {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
+    /// `MANAGEMENT_PORT`: `/metrics` (and the probes) on a listener of their own, on `host`,
+    /// never on the public port (SPEC §9).
+    pub management_port: u16,
     pub database_url: DatabaseUrl,
     pub database_max_connections: u32,
     pub cors_allowed_origins: Vec<String>,
@@ -235,6 +238,11 @@ impl Config {
                 "an IP address such as 0.0.0.0 or ::1",
             )?,
             port: vars.parse("PORT", 8001, "a port number from 0 to 65535")?,
+            management_port: vars.parse(
+                "MANAGEMENT_PORT",
+                9000,
+                "a port number from 0 to 65535",
+            )?,
             database_url: DatabaseUrl(database_url),
             database_max_connections: vars.positive("DATABASE_MAX_CONNECTIONS", 10)?,
             cors_allowed_origins: vars
@@ -291,9 +299,17 @@ impl Config {
         Ok(config)
     }
 
-    /// Rules between variables (SPEC §5): a key must be published at least as long as verifiers
-    /// cache the JWKS, and must sign for longer than it is published ahead.
+    /// Rules between variables (SPEC §5, §9): the management listener has a port of its own; a
+    /// key must be published at least as long as verifiers cache the JWKS, and must sign for
+    /// longer than it is published ahead.
     fn check_consistency(&self) -> Result<(), ConfigError> {
+        if self.port != 0 && self.management_port == self.port {
+            return Err(ConfigError::Inconsistent(format!(
+                "MANAGEMENT_PORT ({}) must differ from PORT: the metrics are kept off the public \
+                 port",
+                self.management_port
+            )));
+        }
         if self.key_publish_ahead < self.jwks_max_age {
             return Err(ConfigError::Inconsistent(format!(
                 "KEY_PUBLISH_AHEAD ({}) must be at least JWKS_MAX_AGE ({}): a verifier caching the \
@@ -567,6 +583,7 @@ mod tests {
     fn zero_configuration_gives_the_documented_defaults() {
         let config = load(&[]).unwrap();
         assert_eq!(config.port, 8001);
+        assert_eq!(config.management_port, 9000);
         assert_eq!(config.database_url.expose(), "sqlite://data/auth.db");
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.issuer_for_port(8001), "http://localhost:8001");
@@ -674,6 +691,25 @@ mod tests {
         );
         assert!(load(&[postgres, key]).unwrap().require_shared_kek().is_ok());
         assert!(load(&[]).unwrap().require_shared_kek().is_ok());
+    }
+
+    #[test]
+    fn the_management_port_is_read_and_may_not_be_the_public_one() {
+        let config = load(&[("MANAGEMENT_PORT", "9100")]).unwrap();
+        assert_eq!(config.management_port, 9100);
+        for pairs in [
+            &[("MANAGEMENT_PORT", "8001")][..],
+            &[("PORT", "9000")],
+            &[("MANAGEMENT_PORT", "http")],
+        ] {
+            let message = load(pairs).unwrap_err().to_string();
+            assert!(
+                message.starts_with("MANAGEMENT_PORT"),
+                "{pairs:?}: {message}"
+            );
+        }
+        // Port 0 is a free port for each: two listeners, never the same one.
+        assert!(load(&[("PORT", "0"), ("MANAGEMENT_PORT", "0")]).is_ok());
     }
 
     #[test]

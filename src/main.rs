@@ -87,7 +87,11 @@ async fn serve(config: Config, args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|error| error.to_string())?;
     }
-    tracing::info!(address = %app.local_addr(), "listening");
+    tracing::info!(
+        address = %app.local_addr(),
+        management = %app.management_addr(),
+        "listening"
+    );
     app.run_until_stopped(server::shutdown_signal())
         .await
         .map_err(|error| error.to_string())

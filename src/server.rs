@@ -40,11 +40,19 @@ pub enum StartupError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("HOST/MANAGEMENT_PORT: cannot listen on {address}: {source}")]
+    ManagementBind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
     listener: TcpListener,
     service: http::Edge,
+    /// `MANAGEMENT_PORT`: the metrics and the probes, apart from the public port.
+    management_listener: TcpListener,
+    management: axum::Router,
     store: Store,
     keys: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
@@ -136,6 +144,14 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
+        let management_address = SocketAddr::new(config.host, config.management_port);
+        let management_listener =
+            TcpListener::bind(management_address)
+                .await
+                .map_err(|source| StartupError::ManagementBind {
+                    address: management_address,
+                    source,
+                })?;
         let issuer = config.issuer_for_port(port);
         let secure_cookies = issuer.starts_with("https://");
 
@@ -192,16 +208,17 @@ impl Application {
             untrusted_forwarding_seen: std::sync::atomic::AtomicBool::new(false),
             secure_cookies,
         });
-        let service = http::service(
-            state,
-            &RouterSettings {
-                cors_allowed_origins: config.cors_allowed_origins.clone(),
-                request_timeout: config.request_timeout,
-            },
-        );
+        let settings = RouterSettings {
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            request_timeout: config.request_timeout,
+        };
+        let management = http::management(state.clone(), &settings);
+        let service = http::service(state, &settings);
         Ok(Application {
             listener,
             service,
+            management_listener,
+            management,
             store,
             keys,
             clock,
@@ -234,13 +251,18 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        bound_address(&self.listener)
+    }
+
+    /// Where the management listener is bound (the real port when `MANAGEMENT_PORT` is 0).
+    pub fn management_addr(&self) -> SocketAddr {
+        bound_address(&self.management_listener)
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish
-    /// for up to `SHUTDOWN_TIMEOUT`, and closes the database pool.
+    /// for up to `SHUTDOWN_TIMEOUT`, and closes the database pool. The management listener
+    /// answers until the public one has finished, so the last requests still show in the
+    /// metrics, then stops the same way.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -251,6 +273,16 @@ impl Application {
             Arc::clone(&self.clock),
             self.schedule_every,
         ));
+        let (stop_management, management_stopped) = tokio::sync::oneshot::channel::<()>();
+        let management = tokio::spawn(connections::serve(
+            self.management_listener,
+            self.management,
+            self.connection_limits,
+            async {
+                let _ = management_stopped.await;
+            },
+            self.shutdown_timeout,
+        ));
         connections::serve(
             self.listener,
             self.service,
@@ -259,10 +291,18 @@ impl Application {
             self.shutdown_timeout,
         )
         .await;
+        let _ = stop_management.send(());
+        let _ = management.await;
         schedule.abort();
         self.store.close().await;
         Ok(())
     }
+}
+
+fn bound_address(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// SPEC §2: verifiers may cache the JWKS for `JWKS_MAX_AGE`, then must ask again.

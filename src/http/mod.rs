@@ -73,11 +73,11 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
             "/.well-known/oauth-authorization-server",
             get(routes::discovery::oauth_authorization_server),
         );
+    // `/metrics` is on the management listener only (`management`, SPEC §9).
     let operations = Router::new()
         .route("/", get(routes::root::root))
         .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics));
+        .route("/readyz", get(routes::health::readyz));
 
     let router = Router::new()
         .merge(api)
@@ -102,6 +102,34 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
                 .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
         );
     Edge::new(state, router)
+}
+
+/// What the management listener (`MANAGEMENT_PORT`) serves: `/metrics` and the probes, for
+/// Prometheus and the orchestrator, never exposed with the public port. Its requests are not
+/// counted in the HTTP metrics: scrapes and probes would be most of them.
+pub fn management(state: AppState, settings: &RouterSettings) -> Router {
+    let header =
+        |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
+    Router::new()
+        .route("/metrics", get(routes::health::metrics))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                // The public port's protective headers, in case a browser is pointed here.
+                .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(header(header::REFERRER_POLICY, "no-referrer"))
+                .layer(header(header::CONTENT_SECURITY_POLICY, edge::API_CSP))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    settings.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
+        )
 }
 
 /// `service` plus `GET /benchmark/bare-jwks` answering `body` with no layer at all, past the

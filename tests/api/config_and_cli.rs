@@ -41,13 +41,15 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The binary with nothing of this process's environment but PATH, run in `dir`.
+/// The binary with nothing of this process's environment but PATH, run in `dir`; its management
+/// listener on a free port unless `vars` name one, since tests run side by side.
 fn command(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Command {
     let mut command = Command::new(BINARY);
     command.env_clear().current_dir(dir).args(args);
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
+    command.env("MANAGEMENT_PORT", "0");
     for (name, value) in vars {
         command.env(name, value);
     }
@@ -300,7 +302,8 @@ fn help_lists_the_subcommands() {
     }
 }
 
-/// Start the server with only PORT set in an empty directory; answers the guard and the port.
+/// Start the server with only PORT set (and the management port free, as `command` does) in an
+/// empty directory; answers the guard and the port.
 async fn start_zero_config_server(dir: &Path, log: &Path) -> (ChildGuard, u16) {
     let port = free_port();
     let log = std::fs::File::create(log).unwrap();
