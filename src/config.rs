@@ -14,6 +14,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use secrecy::SecretBox;
 
+use crate::tokens::scope::Scope;
+
 /// A configuration value that could not be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -150,6 +152,9 @@ pub struct Config {
     pub issuer: Option<String>,
     /// `None` means the issuer.
     pub token_audience: Option<String>,
+    /// `PUBLIC_SCOPES`: the scopes discovery lists besides `openid` and `profile` (SPEC §9); a
+    /// client's own scopes are its business, not the world's.
+    pub public_scopes: Scope,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub refresh_reuse_grace: Duration,
@@ -260,6 +265,7 @@ impl Config {
             signups_per_address: vars.positive("SIGNUPS_PER_ADDRESS", 20)?,
             issuer: vars.url("ISSUER")?,
             token_audience: vars.string("TOKEN_AUDIENCE"),
+            public_scopes: vars.scopes("PUBLIC_SCOPES")?,
             access_token_ttl: Duration::from_secs(access_minutes.saturating_mul(60)),
             refresh_token_ttl: vars.duration("REFRESH_TOKEN_TTL", "30d")?,
             refresh_reuse_grace: vars.duration_or_zero("REFRESH_REUSE_GRACE", "0s")?,
@@ -474,6 +480,13 @@ impl Vars<'_> {
                     })
             })
             .collect()
+    }
+
+    /// Scopes separated by spaces or commas (`orders:read, orders:write`).
+    fn scopes(&self, name: &'static str) -> Result<Scope, ConfigError> {
+        let list = self.string(name).unwrap_or_default();
+        Scope::parse(&list.replace(',', " "))
+            .map_err(|error| invalid(name, &list, &error.to_string()))
     }
 
     fn url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
@@ -710,6 +723,20 @@ mod tests {
         }
         // Port 0 is a free port for each: two listeners, never the same one.
         assert!(load(&[("PORT", "0"), ("MANAGEMENT_PORT", "0")]).is_ok());
+    }
+
+    #[test]
+    fn public_scopes_are_separated_by_spaces_or_commas_and_default_to_none() {
+        assert!(load(&[]).unwrap().public_scopes.is_empty());
+        let config = load(&[("PUBLIC_SCOPES", "orders:read, orders:write reports:read")]).unwrap();
+        assert_eq!(
+            config.public_scopes.to_string(),
+            "orders:read orders:write reports:read"
+        );
+        let message = load(&[("PUBLIC_SCOPES", "orders:read bad\"quote")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("PUBLIC_SCOPES"), "{message}");
     }
 
     #[test]

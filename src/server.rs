@@ -211,6 +211,7 @@ impl Application {
         let settings = RouterSettings {
             cors_allowed_origins: config.cors_allowed_origins.clone(),
             request_timeout: config.request_timeout,
+            public_scopes: config.public_scopes.clone(),
         };
         let management = http::management(state.clone(), &settings);
         let service = http::service(state, &settings);

@@ -28,6 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::tokens::scope::Scope;
 use error::ApiError;
 
 /// SPEC §5: bodies over 16 KiB get 413 everywhere.
@@ -42,6 +43,8 @@ pub use edge::Edge;
 pub struct RouterSettings {
     pub cors_allowed_origins: Vec<String>,
     pub request_timeout: Duration,
+    /// `PUBLIC_SCOPES`, for discovery.
+    pub public_scopes: Scope,
 }
 
 /// The whole service: the edge in front of the router.
@@ -63,8 +66,11 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
             get(routes::userinfo::userinfo).post(routes::userinfo::userinfo_post),
         )
         .layer(no_store);
-    let public = Router::new()
-        .route(JWKS_PATH, get(routes::jwks::jwks))
+    let metadata = routes::discovery::ServerMetadata::new(
+        &state.tokens.settings().issuer,
+        &settings.public_scopes,
+    );
+    let discovery = Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(routes::discovery::openid_configuration),
@@ -72,7 +78,11 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
         .route(
             "/.well-known/oauth-authorization-server",
             get(routes::discovery::oauth_authorization_server),
-        );
+        )
+        .with_state(Arc::new(metadata));
+    let public = Router::new()
+        .route(JWKS_PATH, get(routes::jwks::jwks))
+        .merge(discovery);
     // `/metrics` is on the management listener only (`management`, SPEC §9).
     let operations = Router::new()
         .route("/", get(routes::root::root))
