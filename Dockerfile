@@ -72,15 +72,18 @@ COPY --from=builder /usr/local/bin/user-auth-service /usr/local/bin/user-auth-se
 WORKDIR /app
 RUN chown 10001:10001 /app
 
-ENV HOST=0.0.0.0 PORT=8001
-EXPOSE 8001
+# 8001: the public API. 9000 (MANAGEMENT_PORT): /metrics and the probes, for
+# Prometheus and the orchestrator only; publish it to no one else.
+ENV HOST=0.0.0.0 PORT=8001 MANAGEMENT_PORT=9000
+EXPOSE 8001 9000
 
 USER 10001:10001
 
 # No HEALTHCHECK: the image holds no HTTP client (no curl, no shell tools) to
 # run one, and adding one only for that would grow the attack surface. The
 # orchestrator checks health instead: Kubernetes probes GET /healthz
-# (liveness) and GET /readyz (readiness), see kubernetes/deployment.yaml.
+# (liveness) and GET /readyz (readiness) on the management port, see
+# kubernetes/deployment.yaml.
 # checkov:skip=CKV_DOCKER_2:No HTTP client in the image to run a HEALTHCHECK; Kubernetes liveness and readiness probes on /healthz and /readyz do it
 
 ENTRYPOINT ["/usr/local/bin/user-auth-service"]

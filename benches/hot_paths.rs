@@ -74,7 +74,7 @@ impl Fixture {
             .expect("a Tokio runtime");
         let now = OffsetDateTime::now_utc();
         let ring = runtime.block_on(async {
-            let store = Store::connect(&config.database_url, 1)
+            let store = Store::connect(config.database_url.expose(), 1)
                 .await
                 .expect("the SQLite database opens");
             store.migrate().await.expect("the migrations apply");
@@ -178,7 +178,7 @@ fn jwks(c: &mut Criterion, fixture: &Fixture) {
 
     let rows = runtime
         .block_on(async {
-            let store = Store::connect(&fixture.config.database_url, 1).await?;
+            let store = Store::connect(fixture.config.database_url.expose(), 1).await?;
             store.signing_keys().await
         })
         .expect("the key rows load");

@@ -105,7 +105,7 @@ async fn measure(
 
 /// RS256 signatures per second through `issue_for_client`: on this thread, then on every core.
 async fn signatures(config: &Config, window: Duration) -> Result<(f64, f64), String> {
-    let store = Store::connect(&config.database_url, 1)
+    let store = Store::connect(config.database_url.expose(), 1)
         .await
         .map_err(|error| error.to_string())?;
     store.migrate().await.map_err(|error| error.to_string())?;

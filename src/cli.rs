@@ -6,8 +6,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::clients::{self, Client, GrantType, NewClient};
+use crate::config::Config;
 use crate::keys::{KeyRing, RotateMode};
-use crate::store::Store;
+use crate::server;
+use crate::store::{Store, StoreError};
 use crate::tokens::scope::Scope;
 use crate::users::username::Username;
 
@@ -105,6 +107,24 @@ pub enum UsersCommand {
     Disable { username: String },
     /// Enable a disabled user again (the tokens revoked on disabling stay revoked).
     Enable { username: String },
+}
+
+/// The database an operator command works on. It must exist: only `serve` and `migrate` create
+/// one, so a command run from another directory (a relative SQLite path) or without the
+/// service's DATABASE_URL stops here instead of working on a new empty database.
+pub async fn open_store(config: &Config) -> Result<Store, String> {
+    server::open_existing_store(config)
+        .await
+        .map_err(|error| match error {
+            StoreError::Missing(path) => format!(
+                "DATABASE_URL: no SQLite database at {}, and operator commands never create one. \
+                 Run `user-auth-service migrate` (or `serve`) first, or set DATABASE_URL to the \
+                 database the service uses (a relative sqlite: path is read from the working \
+                 directory).",
+                path.display()
+            ),
+            other => format!("DATABASE_URL: {other}"),
+        })
 }
 
 /// Runs a clients command and answers what to print.

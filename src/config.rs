@@ -1,14 +1,20 @@
 //! Configuration, read once from the environment (and `.env`) at start-up.
 //!
 //! Every error names the variable it came from, so an operator can fix a deployment from the
-//! message alone. Secrets are wrapped so that `Debug` never prints them.
+//! message alone. Secrets are wrapped so that `Debug` never prints them, and no error shows a
+//! password.
 
+pub mod redact;
+
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use secrecy::SecretBox;
+
+use crate::tokens::scope::Scope;
 
 /// A configuration value that could not be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +29,38 @@ pub enum ConfigError {
     Inconsistent(String),
 }
 
+/// `DATABASE_URL`, shown (`Debug`, `Display`) with its password masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL with its password, for connecting and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres:") || self.0.starts_with("postgresql:")
+    }
+
+    /// `text` (an error that may quote this URL, or part of it) with this URL's password masked.
+    pub fn mask(&self, text: &str) -> String {
+        redact::passwords_of(&self.0, text)
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.mask(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
 /// One 256-bit key-encryption key (AES-256-GCM), kept out of `Debug` output.
 pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
 
@@ -31,8 +69,47 @@ pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
 pub enum KekSource {
     /// `KEY_ENCRYPTION_KEY`: the first encrypts, all decrypt.
     Environment(Vec<KeyEncryptionKey>),
-    /// A local file (`keys/kek` by default), generated with mode 0600 on first use.
+    /// The file `KEY_ENCRYPTION_KEY_FILE` names, generated with mode 0600 if missing.
     File(PathBuf),
+    /// Neither is set: `keys/kek`, generated with mode 0600 on first use. Fine for one process
+    /// on SQLite; replicas sharing PostgreSQL would each make their own (SPEC §9).
+    DefaultFile(PathBuf),
+}
+
+impl KekSource {
+    /// The file the keys are read from, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            KekSource::Environment(_) => None,
+            KekSource::File(path) | KekSource::DefaultFile(path) => Some(path),
+        }
+    }
+}
+
+/// Where the keys come from, for the start-up log (never the keys).
+impl fmt::Display for KekSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let absolute = |path: &PathBuf| std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        match self {
+            KekSource::Environment(keys) => write!(
+                f,
+                "the environment variable KEY_ENCRYPTION_KEY ({} key{})",
+                keys.len(),
+                if keys.len() == 1 { "" } else { "s" }
+            ),
+            KekSource::File(path) => write!(
+                f,
+                "the file {} named by KEY_ENCRYPTION_KEY_FILE",
+                absolute(path).display()
+            ),
+            KekSource::DefaultFile(path) => write!(
+                f,
+                "the default file {} (generated on first start; set KEY_ENCRYPTION_KEY in \
+                 production)",
+                absolute(path).display()
+            ),
+        }
+    }
 }
 
 /// Argon2id cost parameters (SPEC §4 defaults: m=19456 KiB, t=2, p=1).
@@ -57,7 +134,10 @@ pub enum LogFormat {
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
-    pub database_url: String,
+    /// `MANAGEMENT_PORT`: `/metrics` (and the probes) on a listener of their own, on `host`,
+    /// never on the public port (SPEC §9).
+    pub management_port: u16,
+    pub database_url: DatabaseUrl,
     pub database_max_connections: u32,
     pub cors_allowed_origins: Vec<String>,
     /// Proxies (addresses and CIDR ranges) whose `X-Forwarded-For` entry names the client
@@ -72,6 +152,9 @@ pub struct Config {
     pub issuer: Option<String>,
     /// `None` means the issuer.
     pub token_audience: Option<String>,
+    /// `PUBLIC_SCOPES`: the scopes discovery lists besides `openid` and `profile` (SPEC §9); a
+    /// client's own scopes are its business, not the world's.
+    pub public_scopes: Scope,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub refresh_reuse_grace: Duration,
@@ -110,9 +193,10 @@ impl Config {
             Ok(_) => {}
             Err(error) if error.not_found() => {}
             Err(error) => {
-                return Err(ConfigError::Inconsistent(format!(
+                // A line the parser quotes may hold a database URL.
+                return Err(ConfigError::Inconsistent(redact::url_passwords(&format!(
                     ".env could not be read: {error}"
-                )));
+                ))));
             }
         }
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -161,7 +245,12 @@ impl Config {
                 "an IP address such as 0.0.0.0 or ::1",
             )?,
             port: vars.parse("PORT", 8001, "a port number from 0 to 65535")?,
-            database_url,
+            management_port: vars.parse(
+                "MANAGEMENT_PORT",
+                9000,
+                "a port number from 0 to 65535",
+            )?,
+            database_url: DatabaseUrl(database_url),
             database_max_connections: vars.positive("DATABASE_MAX_CONNECTIONS", 10)?,
             cors_allowed_origins: vars
                 .string("CORS_ALLOWED_ORIGINS")
@@ -178,6 +267,7 @@ impl Config {
             signups_per_address: vars.positive("SIGNUPS_PER_ADDRESS", 20)?,
             issuer: vars.url("ISSUER")?,
             token_audience: vars.string("TOKEN_AUDIENCE"),
+            public_scopes: vars.scopes("PUBLIC_SCOPES")?,
             access_token_ttl: Duration::from_secs(access_minutes.saturating_mul(60)),
             refresh_token_ttl: vars.duration("REFRESH_TOKEN_TTL", "30d")?,
             refresh_reuse_grace: vars.duration_or_zero("REFRESH_REUSE_GRACE", "0s")?,
@@ -218,9 +308,17 @@ impl Config {
         Ok(config)
     }
 
-    /// Rules between variables (SPEC §5): a key must be published at least as long as verifiers
-    /// cache the JWKS, and must sign for longer than it is published ahead.
+    /// Rules between variables (SPEC §5, §9): the management listener has a port of its own; a
+    /// key must be published at least as long as verifiers cache the JWKS, and must sign for
+    /// longer than it is published ahead.
     fn check_consistency(&self) -> Result<(), ConfigError> {
+        if self.port != 0 && self.management_port == self.port {
+            return Err(ConfigError::Inconsistent(format!(
+                "MANAGEMENT_PORT ({}) must differ from PORT: the metrics are kept off the public \
+                 port",
+                self.management_port
+            )));
+        }
         if self.key_publish_ahead < self.jwks_max_age {
             return Err(ConfigError::Inconsistent(format!(
                 "KEY_PUBLISH_AHEAD ({}) must be at least JWKS_MAX_AGE ({}): a verifier caching the \
@@ -235,6 +333,23 @@ impl Config {
                 format_duration(self.key_rotation_interval),
                 format_duration(self.key_publish_ahead)
             )));
+        }
+        Ok(())
+    }
+
+    /// SPEC §9: replicas sharing a PostgreSQL database must share one key-encryption key, so
+    /// there it must be given, never generated. `serve` and the `keys` commands check this
+    /// before anything else (the other commands need no key).
+    pub fn require_shared_kek(&self) -> Result<(), ConfigError> {
+        if self.database_url.is_postgres() && matches!(self.kek_source, KekSource::DefaultFile(_)) {
+            return Err(ConfigError::Inconsistent(
+                "KEY_ENCRYPTION_KEY is required with a PostgreSQL DATABASE_URL: every replica \
+                 sharing the database must use the same key-encryption key, and without one each \
+                 would generate its own keys/kek and could not open the signing keys another \
+                 made. Set KEY_ENCRYPTION_KEY (openssl rand -base64 32) from your secret store, \
+                 or KEY_ENCRYPTION_KEY_FILE to a file every replica reads."
+                    .to_owned(),
+            ));
         }
         Ok(())
     }
@@ -280,10 +395,11 @@ pub fn format_duration(duration: Duration) -> String {
     format!("{seconds}s")
 }
 
+/// An `Invalid` error; a password in `value` (a URL's) is masked, so that no message shows it.
 fn invalid(name: &'static str, value: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         name,
-        value: value.to_owned(),
+        value: redact::passwords_of(value, value),
         reason: reason.to_owned(),
     }
 }
@@ -369,6 +485,13 @@ impl Vars<'_> {
             .collect()
     }
 
+    /// Scopes separated by spaces or commas (`orders:read, orders:write`).
+    fn scopes(&self, name: &'static str) -> Result<Scope, ConfigError> {
+        let list = self.string(name).unwrap_or_default();
+        Scope::parse(&list.replace(',', " "))
+            .map_err(|error| invalid(name, &list, &error.to_string()))
+    }
+
     fn url(&self, name: &'static str) -> Result<Option<String>, ConfigError> {
         match self.string(name) {
             None => Ok(None),
@@ -390,10 +513,10 @@ impl Vars<'_> {
 
     fn kek_source(&self) -> Result<KekSource, ConfigError> {
         let Some(list) = self.string("KEY_ENCRYPTION_KEY") else {
-            let path = self
-                .string("KEY_ENCRYPTION_KEY_FILE")
-                .unwrap_or_else(|| "keys/kek".to_owned());
-            return Ok(KekSource::File(PathBuf::from(path)));
+            return Ok(match self.string("KEY_ENCRYPTION_KEY_FILE") {
+                Some(path) => KekSource::File(PathBuf::from(path)),
+                None => KekSource::DefaultFile(PathBuf::from("keys/kek")),
+            });
         };
         let keys = parse_kek_list(&list).map_err(|reason| ConfigError::Invalid {
             name: "KEY_ENCRYPTION_KEY",
@@ -476,10 +599,11 @@ mod tests {
     fn zero_configuration_gives_the_documented_defaults() {
         let config = load(&[]).unwrap();
         assert_eq!(config.port, 8001);
-        assert_eq!(config.database_url, "sqlite://data/auth.db");
+        assert_eq!(config.management_port, 9000);
+        assert_eq!(config.database_url.expose(), "sqlite://data/auth.db");
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
         assert_eq!(config.issuer_for_port(8001), "http://localhost:8001");
-        assert!(matches!(config.kek_source, KekSource::File(_)));
+        assert!(matches!(config.kek_source, KekSource::DefaultFile(_)));
         assert_eq!(config.http_header_timeout, Duration::from_secs(10));
         assert_eq!(config.http_idle_timeout, Duration::from_secs(60));
         assert_eq!(config.max_connections, 10_000);
@@ -511,7 +635,7 @@ mod tests {
     #[test]
     fn the_old_database_variable_is_read_when_the_new_one_is_unset() {
         let config = load(&[("DATABASE_ONE_URL", "postgres://db/x")]).unwrap();
-        assert_eq!(config.database_url, "postgres://db/x");
+        assert_eq!(config.database_url.expose(), "postgres://db/x");
     }
 
     #[test]
@@ -535,6 +659,87 @@ mod tests {
         assert_eq!(config.password_attempts_per_address, 10);
         assert_eq!(config.signups_per_address, 20);
         assert!(load(&[("SIGNUPS_PER_ADDRESS", "0")]).is_err());
+    }
+
+    #[test]
+    fn a_database_url_is_never_shown_with_its_password() {
+        for url in [
+            "mysql://auth:S3cret@db/auth",
+            "mysql://db/auth?user=auth&password=S3cret",
+        ] {
+            let error = load(&[("DATABASE_URL", url)]).unwrap_err();
+            for shown in [error.to_string(), format!("{error:?}")] {
+                assert!(shown.starts_with("DATABASE_URL") || shown.starts_with("Invalid"));
+                assert!(!shown.contains("S3cret"), "{shown}");
+                assert!(
+                    shown.contains("mysql://"),
+                    "still says what was given: {shown}"
+                );
+            }
+        }
+        let config = load(&[("DATABASE_URL", "postgres://auth:S3cret@db/auth")]).unwrap();
+        assert!(!format!("{config:?}").contains("S3cret"));
+        assert_eq!(
+            config.database_url.to_string(),
+            "postgres://auth:***@db/auth"
+        );
+    }
+
+    #[test]
+    fn postgres_needs_a_key_encryption_key_given_and_sqlite_may_generate_one() {
+        let postgres = ("DATABASE_URL", "postgres://auth@db/auth");
+        let message = load(&[postgres])
+            .unwrap()
+            .require_shared_kek()
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("KEY_ENCRYPTION_KEY"), "{message}");
+        let file = ("KEY_ENCRYPTION_KEY_FILE", "/run/secrets/kek");
+        assert!(
+            load(&[postgres, file])
+                .unwrap()
+                .require_shared_kek()
+                .is_ok()
+        );
+        let key = (
+            "KEY_ENCRYPTION_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        );
+        assert!(load(&[postgres, key]).unwrap().require_shared_kek().is_ok());
+        assert!(load(&[]).unwrap().require_shared_kek().is_ok());
+    }
+
+    #[test]
+    fn the_management_port_is_read_and_may_not_be_the_public_one() {
+        let config = load(&[("MANAGEMENT_PORT", "9100")]).unwrap();
+        assert_eq!(config.management_port, 9100);
+        for pairs in [
+            &[("MANAGEMENT_PORT", "8001")][..],
+            &[("PORT", "9000")],
+            &[("MANAGEMENT_PORT", "http")],
+        ] {
+            let message = load(pairs).unwrap_err().to_string();
+            assert!(
+                message.starts_with("MANAGEMENT_PORT"),
+                "{pairs:?}: {message}"
+            );
+        }
+        // Port 0 is a free port for each: two listeners, never the same one.
+        assert!(load(&[("PORT", "0"), ("MANAGEMENT_PORT", "0")]).is_ok());
+    }
+
+    #[test]
+    fn public_scopes_are_separated_by_spaces_or_commas_and_default_to_none() {
+        assert!(load(&[]).unwrap().public_scopes.is_empty());
+        let config = load(&[("PUBLIC_SCOPES", "orders:read, orders:write reports:read")]).unwrap();
+        assert_eq!(
+            config.public_scopes.to_string(),
+            "orders:read orders:write reports:read"
+        );
+        let message = load(&[("PUBLIC_SCOPES", "orders:read bad\"quote")])
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("PUBLIC_SCOPES"), "{message}");
     }
 
     #[test]

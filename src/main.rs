@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use user_auth_service::cli::{self, Cli, Command, ServeArgs};
-use user_auth_service::config::Config;
+use user_auth_service::config::{Config, redact};
 use user_auth_service::server::{self, Application};
 use user_auth_service::telemetry;
 
@@ -20,46 +20,54 @@ async fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("configuration error: {error}");
+            eprintln!(
+                "configuration error: {}",
+                redact::url_passwords(&error.to_string())
+            );
             return ExitCode::from(2);
         }
     };
+    // Errors are printed with the database's password masked: a driver's may quote the URL.
+    let database_url = config.database_url.clone();
     telemetry::init(config.log_format);
     let now = time::OffsetDateTime::now_utc();
     let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
         Command::Serve(args) => serve(config, args).await,
-        Command::Migrate => open_store(&config).await.map(|_| {
-            eprintln!("migrations applied");
-        }),
-        Command::Clients(command) => match open_store(&config).await {
+        Command::Migrate => server::open_store(&config)
+            .await
+            .map(|_| eprintln!("migrations applied"))
+            .map_err(|error| format!("DATABASE_URL: {error}")),
+        Command::Clients(command) => match cli::open_store(&config).await {
             Ok(store) => print(cli::clients(&store, command, now).await),
             Err(error) => Err(error),
         },
-        Command::Users(command) => match open_store(&config).await {
+        Command::Users(command) => match cli::open_store(&config).await {
             Ok(store) => print(cli::users(&store, command, now).await),
             Err(error) => Err(error),
         },
-        Command::Keys(command) => match open_store(&config).await {
-            Ok(store) => match server::open_key_ring(&config, store) {
-                Ok(ring) => print(cli::keys(&ring, command, now).await),
-                Err(error) => Err(error.to_string()),
-            },
-            Err(error) => Err(error),
-        },
+        Command::Keys(command) => keys(&config, command, now).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", database_url.mask(&message));
             ExitCode::FAILURE
         }
     }
 }
 
-async fn open_store(config: &Config) -> Result<user_auth_service::store::Store, String> {
-    server::open_store(config)
-        .await
-        .map_err(|error| format!("DATABASE_URL: {error}"))
+/// A keys command: the key-encryption key is checked before the database is opened.
+async fn keys(
+    config: &Config,
+    command: cli::KeysCommand,
+    now: time::OffsetDateTime,
+) -> Result<(), String> {
+    config
+        .require_shared_kek()
+        .map_err(|error| error.to_string())?;
+    let store = cli::open_store(config).await?;
+    let ring = server::open_key_ring(config, store).map_err(|error| error.to_string())?;
+    print(cli::keys(&ring, command, now).await)
 }
 
 /// Prints a command's JSON answer on stdout, for scripts.
@@ -79,7 +87,11 @@ async fn serve(config: Config, args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|error| error.to_string())?;
     }
-    tracing::info!(address = %app.local_addr(), "listening");
+    tracing::info!(
+        address = %app.local_addr(),
+        management = %app.management_addr(),
+        "listening"
+    );
     app.run_until_stopped(server::shutdown_signal())
         .await
         .map_err(|error| error.to_string())

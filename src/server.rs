@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::clients::{Client, ClientCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::http::connections::{self, ConnectionLimits};
 use crate::http::{self, RouterSettings};
 use crate::keys::encryption::KeyEncryptionKeys;
@@ -26,6 +26,8 @@ use crate::users::throttle::{Throttle, ThrottlePolicy};
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
     KeyEncryptionKey(#[from] KekError),
     #[error("DATABASE_URL: {0}")]
     Database(#[from] StoreError),
@@ -38,11 +40,19 @@ pub enum StartupError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("HOST/MANAGEMENT_PORT: cannot listen on {address}: {source}")]
+    ManagementBind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
     listener: TcpListener,
     service: http::Edge,
+    /// `MANAGEMENT_PORT`: the metrics and the probes, apart from the public port.
+    management_listener: TcpListener,
+    management: axum::Router,
     store: Store,
     keys: Arc<KeyRing>,
     maintenance: Maintenance,
@@ -50,13 +60,48 @@ pub struct Application {
     connection_limits: ConnectionLimits,
 }
 
-/// Connects to the database, applies the migrations and fills in what they cannot compute
-/// (start-up and `migrate` share it).
+/// Connects to the database, creating a SQLite file if there is none, applies the migrations
+/// and fills in what they cannot compute (start-up and `migrate` share it).
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(
+        config.database_url.expose(),
+        config.database_max_connections,
+    )
+    .await?;
+    prepare(store).await
+}
+
+/// `open_store` for the operator commands: a SQLite database that does not exist is
+/// `StoreError::Missing`, never a new empty one that a command run from another directory would
+/// silently make.
+pub async fn open_existing_store(config: &Config) -> Result<Store, StoreError> {
+    let store = Store::connect_existing(
+        config.database_url.expose(),
+        config.database_max_connections,
+    )
+    .await?;
+    prepare(store).await
+}
+
+async fn prepare(store: Store) -> Result<Store, StoreError> {
     store.migrate().await?;
     crate::users::fill_in_skeletons(&store).await?;
     Ok(store)
+}
+
+/// The key-encryption keys, after saying where they come from.
+fn key_encryption_keys(config: &Config) -> Result<KeyEncryptionKeys, StartupError> {
+    config.require_shared_kek()?;
+    tracing::info!(from = %config.kek_source, "key-encryption key");
+    if let Some(path) = config.kek_source.file().filter(|path| !path.exists()) {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        tracing::warn!(
+            path = %path.display(),
+            "generating a new key-encryption key: keep this file, the signing keys cannot be \
+             opened without it"
+        );
+    }
+    Ok(KeyEncryptionKeys::new(kek::load(&config.kek_source)?))
 }
 
 pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
@@ -71,7 +116,7 @@ pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
 
 /// The key ring over `store`, for the operator commands (`keys ...`).
 pub fn open_key_ring(config: &Config, store: Store) -> Result<KeyRing, StartupError> {
-    let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
+    let keks = key_encryption_keys(config)?;
     Ok(KeyRing::new(store, keks, key_ring_settings(config)))
 }
 
@@ -84,8 +129,11 @@ impl Application {
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> Result<Application, StartupError> {
+        // Before anything is opened or generated: a refused configuration changes nothing.
+        config.require_shared_kek()?;
         let store = open_store(&config).await?;
-        let keks = KeyEncryptionKeys::new(kek::load(&config.kek_source)?);
+        tracing::info!(database = %store.location(), "opened the database");
+        let keks = key_encryption_keys(&config)?;
 
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
@@ -95,6 +143,14 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
+        let management_address = SocketAddr::new(config.host, config.management_port);
+        let management_listener =
+            TcpListener::bind(management_address)
+                .await
+                .map_err(|source| StartupError::ManagementBind {
+                    address: management_address,
+                    source,
+                })?;
         let issuer = config.issuer_for_port(port);
         let secure_cookies = issuer.starts_with("https://");
 
@@ -165,16 +221,18 @@ impl Application {
             untrusted_forwarding_seen: std::sync::atomic::AtomicBool::new(false),
             secure_cookies,
         });
-        let service = http::service(
-            state,
-            &RouterSettings {
-                cors_allowed_origins: config.cors_allowed_origins.clone(),
-                request_timeout: config.request_timeout,
-            },
-        );
+        let settings = RouterSettings {
+            cors_allowed_origins: config.cors_allowed_origins.clone(),
+            request_timeout: config.request_timeout,
+            public_scopes: config.public_scopes.clone(),
+        };
+        let management = http::management(state.clone(), &settings);
+        let service = http::service(state, &settings);
         Ok(Application {
             listener,
             service,
+            management_listener,
+            management,
             store,
             keys,
             maintenance,
@@ -203,18 +261,33 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        bound_address(&self.listener)
+    }
+
+    /// Where the management listener is bound (the real port when `MANAGEMENT_PORT` is 0).
+    pub fn management_addr(&self) -> SocketAddr {
+        bound_address(&self.management_listener)
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish
-    /// for up to `SHUTDOWN_TIMEOUT`, and closes the database pool.
+    /// for up to `SHUTDOWN_TIMEOUT`, and closes the database pool. The management listener
+    /// answers until the public one has finished, so the last requests still show in the
+    /// metrics, then stops the same way.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let schedule = tokio::spawn(self.maintenance.run());
+        let (stop_management, management_stopped) = tokio::sync::oneshot::channel::<()>();
+        let management = tokio::spawn(connections::serve(
+            self.management_listener,
+            self.management,
+            self.connection_limits,
+            async {
+                let _ = management_stopped.await;
+            },
+            self.shutdown_timeout,
+        ));
         connections::serve(
             self.listener,
             self.service,
@@ -223,10 +296,18 @@ impl Application {
             self.shutdown_timeout,
         )
         .await;
+        let _ = stop_management.send(());
+        let _ = management.await;
         schedule.abort();
         self.store.close().await;
         Ok(())
     }
+}
+
+fn bound_address(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// SPEC §2: verifiers may cache the JWKS for `JWKS_MAX_AGE`, then must ask again.

@@ -16,6 +16,7 @@
 //!
 //! A connection whose time is up is dropped: nothing of it is in flight.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -35,9 +36,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tower::Service as _;
-
-use super::Edge;
+use tower::Service;
 
 /// `HTTP_HEADER_TIMEOUT`, `HTTP_IDLE_TIMEOUT` and `MAX_CONNECTIONS` (see the module documentation).
 #[derive(Debug, Clone, Copy)]
@@ -47,15 +46,22 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// Serves `service` on `listener` until `shutdown` completes; then stops accepting and gives the
-/// requests in flight up to `shutdown_timeout` to finish.
-pub async fn serve(
+/// Serves `service` (the public `Edge`, or the management router) on `listener` until `shutdown`
+/// completes; then stops accepting and gives the requests in flight up to `shutdown_timeout` to
+/// finish.
+pub async fn serve<S>(
     listener: TcpListener,
-    service: Edge,
+    service: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
     shutdown_timeout: Duration,
-) {
+) where
+    S: Service<axum::extract::Request, Response = axum::response::Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     // A permit is taken before accepting, so connections beyond MAX_CONNECTIONS wait in the
     // kernel's listen backlog, as with nginx's `worker_connections` and Go's LimitListener: a
     // burst is answered late rather than refused, and a client that gives up just leaves.
@@ -89,7 +95,7 @@ pub async fn serve(
                 let mut request = request.map(Body::new);
                 // The client address the handlers read (`ClientAddress`).
                 request.extensions_mut().insert(ConnectInfo(peer));
-                // `Edge` is always ready (its `poll_ready`).
+                // Both services are always ready (`Edge::poll_ready`, axum's `Router`).
                 let answer = service.clone().call(request);
                 async move {
                     let answer = answer.await;
@@ -113,7 +119,10 @@ pub async fn serve(
             drop(permit);
         });
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    match listener.local_addr() {
+        Ok(address) => tracing::info!(%address, "shutting down: finishing requests in flight"),
+        Err(_) => tracing::info!("shutting down: finishing requests in flight"),
+    }
     drop(listener);
     if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
         .await

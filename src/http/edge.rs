@@ -34,7 +34,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
      img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
      form-action 'none'";
 /// Everything else is JSON: nothing to load, nothing to frame.
-const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
+pub(super) const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The router behind the edge (see the module documentation).
 #[derive(Clone)]

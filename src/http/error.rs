@@ -214,9 +214,11 @@ impl From<StoreError> for ApiError {
                     retry_after: Duration::from_secs(1),
                 }
             }
-            StoreError::Conflict | StoreError::Migration(_) | StoreError::Url(_) => {
-                ApiError::internal(&error)
-            }
+            StoreError::Conflict
+            | StoreError::Migration(_)
+            | StoreError::Url(_)
+            | StoreError::Missing(_)
+            | StoreError::Open { .. } => ApiError::internal(&error),
         }
     }
 }

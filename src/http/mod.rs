@@ -28,6 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::tokens::scope::Scope;
 use error::ApiError;
 
 /// SPEC §5: bodies over 16 KiB get 413 everywhere.
@@ -42,6 +43,8 @@ pub use edge::Edge;
 pub struct RouterSettings {
     pub cors_allowed_origins: Vec<String>,
     pub request_timeout: Duration,
+    /// `PUBLIC_SCOPES`, for discovery.
+    pub public_scopes: Scope,
 }
 
 /// The whole service: the edge in front of the router.
@@ -63,8 +66,11 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
             get(routes::userinfo::userinfo).post(routes::userinfo::userinfo_post),
         )
         .layer(no_store);
-    let public = Router::new()
-        .route(JWKS_PATH, get(routes::jwks::jwks))
+    let metadata = routes::discovery::ServerMetadata::new(
+        &state.tokens.settings().issuer,
+        &settings.public_scopes,
+    );
+    let discovery = Router::new()
         .route(
             "/.well-known/openid-configuration",
             get(routes::discovery::openid_configuration),
@@ -72,12 +78,16 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
         .route(
             "/.well-known/oauth-authorization-server",
             get(routes::discovery::oauth_authorization_server),
-        );
+        )
+        .with_state(Arc::new(metadata));
+    let public = Router::new()
+        .route(JWKS_PATH, get(routes::jwks::jwks))
+        .merge(discovery);
+    // `/metrics` is on the management listener only (`management`, SPEC §9).
     let operations = Router::new()
         .route("/", get(routes::root::root))
         .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(routes::health::metrics));
+        .route("/readyz", get(routes::health::readyz));
 
     let router = Router::new()
         .merge(api)
@@ -102,6 +112,34 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
                 .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
         );
     Edge::new(state, router)
+}
+
+/// What the management listener (`MANAGEMENT_PORT`) serves: `/metrics` and the probes, for
+/// Prometheus and the orchestrator, never exposed with the public port. Its requests are not
+/// counted in the HTTP metrics: scrapes and probes would be most of them.
+pub fn management(state: AppState, settings: &RouterSettings) -> Router {
+    let header =
+        |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
+    Router::new()
+        .route("/metrics", get(routes::health::metrics))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                // The public port's protective headers, in case a browser is pointed here.
+                .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                .layer(header(header::X_FRAME_OPTIONS, "DENY"))
+                .layer(header(header::REFERRER_POLICY, "no-referrer"))
+                .layer(header(header::CONTENT_SECURITY_POLICY, edge::API_CSP))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    settings.request_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
+        )
 }
 
 /// `service` plus `GET /benchmark/bare-jwks` answering `body` with no layer at all, past the

@@ -28,7 +28,6 @@ use super::routes::{auth, discovery, health, jwks, oauth, root, token, userinfo}
         jwks::jwks,
         health::healthz,
         health::readyz,
-        health::metrics,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

@@ -26,7 +26,7 @@ pub fn load(source: &KekSource) -> Result<Vec<KeyEncryptionKey>, KekError> {
                 SecretBox::new(Box::new(*key.expose_secret()))
             })
             .collect()),
-        KekSource::File(path) => load_or_create_file(path),
+        KekSource::File(path) | KekSource::DefaultFile(path) => load_or_create_file(path),
     }
 }
 

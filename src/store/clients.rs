@@ -79,14 +79,4 @@ impl Store {
             deleted > 0
         }))
     }
-
-    /// Every scope string of every client, for discovery's `scopes_supported`.
-    pub async fn client_scopes(&self) -> Result<Vec<String>, StoreError> {
-        let rows: Vec<(String,)> = on_pool!(self, pool => {
-            sqlx::query_as("select distinct scopes from clients")
-                .fetch_all(pool)
-                .await?
-        });
-        Ok(rows.into_iter().map(|(scopes,)| scopes).collect())
-    }
 }

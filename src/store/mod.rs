@@ -10,14 +10,14 @@ mod refresh_tokens;
 mod throttle;
 mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection as _, PgConnection, PgPool, SqlitePool};
 
 pub use clients::ClientRow;
 pub use keys::{NewSigningKey, SigningKeyRow};
@@ -91,6 +91,13 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database URL: {0}")]
     Url(String),
+    /// `connect_existing` found no SQLite file where the URL points.
+    #[error("no SQLite database at {}", .0.display())]
+    Missing(PathBuf),
+    /// The database could not be opened or reached at start-up; `location` names it (never with
+    /// its password).
+    #[error("cannot open the {location}: {reason}")]
+    Open { location: String, reason: String },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -106,20 +113,40 @@ impl From<sqlx::Error> for StoreError {
 const SQLITE_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Store {
-    /// Connects to `url` (`sqlite:` or `postgres:`), creating a SQLite file and its folder if needed.
+    /// Connects to `url` (`sqlite:` or `postgres:`), creating a SQLite file and its folder if
+    /// needed (`serve` and `migrate`).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::open(url, max_connections, true).await
+    }
+
+    /// Connects to a database that must exist already: a SQLite file that is not there is
+    /// `Missing` rather than a new empty database (the operator commands).
+    pub async fn connect_existing(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::open(url, max_connections, false).await
+    }
+
+    async fn open(url: &str, max_connections: u32, create: bool) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|error| StoreError::Url(error.to_string()))?
-                .create_if_missing(true)
+                .create_if_missing(create)
                 // WAL lets readers go on while one writer writes; the busy timeout makes
                 // concurrent writers wait for each other instead of failing.
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            if let Some(folder) = options.get_filename().parent() {
-                create_folder(folder)?;
+            let path = options.get_filename();
+            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+            if !in_memory {
+                if create {
+                    if let Some(folder) = path.parent() {
+                        create_folder(folder)?;
+                    }
+                } else if !path.exists() {
+                    return Err(StoreError::Missing(absolute(path)));
+                }
             }
+            let location = format!("SQLite database {}", absolute(path).display());
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -131,15 +158,53 @@ impl Store {
                 .idle_timeout(SQLITE_IDLE_TIMEOUT)
                 .min_connections(1)
                 .connect_with(options)
-                .await?;
+                .await
+                .map_err(|error| StoreError::Open {
+                    location,
+                    reason: error.to_string(),
+                })?;
             Ok(Store::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(()))))
         } else {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|error| StoreError::Url(error.to_string()))?;
+            let location = postgres_location(&options);
+            // For a server it cannot reach, the pool says only that it timed out; one connection
+            // made alone first says why (refused, unknown host, no such database, ...).
+            let fail = |reason: String| StoreError::Open {
+                location: location.clone(),
+                reason,
+            };
+            match tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options)).await
+            {
+                Ok(Ok(connection)) => {
+                    let _ = connection.close().await;
+                }
+                Ok(Err(error)) => return Err(fail(error.to_string())),
+                Err(_) => {
+                    return Err(fail(format!(
+                        "no answer within {} s",
+                        ACQUIRE_TIMEOUT.as_secs()
+                    )));
+                }
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect(url)
-                .await?;
+                .connect_with(options)
+                .await
+                .map_err(|error| fail(error.to_string()))?;
             Ok(Store::Postgres(pool))
+        }
+    }
+
+    /// Which database this is, for the start-up log: the backend and where, never a password.
+    pub fn location(&self) -> String {
+        match self {
+            Store::Sqlite(pool, _) => format!(
+                "SQLite database {}",
+                absolute(pool.connect_options().get_filename()).display()
+            ),
+            Store::Postgres(pool) => postgres_location(&pool.connect_options()),
         }
     }
 
@@ -199,6 +264,24 @@ impl Store {
             }
         }
     }
+}
+
+/// `PostgreSQL database auth on db:5432 as auth`.
+fn postgres_location(options: &PgConnectOptions) -> String {
+    let database = options.get_database().unwrap_or(options.get_username());
+    let place = match options.get_socket() {
+        Some(socket) => socket.display().to_string(),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
+    format!(
+        "PostgreSQL database {database} on {place} as {}",
+        options.get_username()
+    )
+}
+
+/// `path` from the root, so that a message says which file whatever the working directory.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
 
 fn create_folder(folder: &Path) -> Result<(), StoreError> {

@@ -41,13 +41,15 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The binary with nothing of this process's environment but PATH, run in `dir`.
+/// The binary with nothing of this process's environment but PATH, run in `dir`; its management
+/// listener on a free port unless `vars` name one, since tests run side by side.
 fn command(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Command {
     let mut command = Command::new(BINARY);
     command.env_clear().current_dir(dir).args(args);
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
+    command.env("MANAGEMENT_PORT", "0");
     for (name, value) in vars {
         command.env(name, value);
     }
@@ -300,7 +302,8 @@ fn help_lists_the_subcommands() {
     }
 }
 
-/// Start the server with only PORT set in an empty directory; answers the guard and the port.
+/// Start the server with only PORT set (and the management port free, as `command` does) in an
+/// empty directory; answers the guard and the port.
 async fn start_zero_config_server(dir: &Path, log: &Path) -> (ChildGuard, u16) {
     let port = free_port();
     let log = std::fs::File::create(log).unwrap();
@@ -404,4 +407,99 @@ async fn a_second_zero_config_start_reuses_the_generated_key_encryption_key() {
         .await
         .unwrap();
     assert_eq!(ready.status(), reqwest::StatusCode::OK);
+}
+
+/// The password every test below writes into a database URL, and looks for in the output.
+const PASSWORD: &str = "S3cret-pa55word";
+
+/// Runs the binary with `DATABASE_URL=url` for `serve` and for an operator command, and insists
+/// that each stops, says something containing each of `says`, and shows the password nowhere.
+fn assert_stops_without_the_password(dir: &Path, url: &str, says: &[&str]) {
+    let kek = random_kek();
+    let port = free_port().to_string();
+    let vars = [
+        ("HOST", "127.0.0.1"),
+        ("PORT", port.as_str()),
+        ("MANAGEMENT_PORT", "0"),
+        ("DATABASE_URL", url),
+        ("KEY_ENCRYPTION_KEY", kek.as_str()),
+    ];
+    for args in [&["serve"][..], &["migrate"], &["clients", "list"]] {
+        let output = run(dir, &vars, args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url} {args:?}: stderr: {stderr}");
+        for shown in [&stdout, &stderr] {
+            assert!(
+                !shown.contains(PASSWORD),
+                "{args:?}: the password is shown: {shown}"
+            );
+        }
+        for words in says {
+            assert!(
+                stderr.contains(words),
+                "{url} {args:?}: stderr says {words:?}: {stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_database_url_of_another_scheme_is_refused_without_showing_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        format!("mysql://auth:{PASSWORD}@db/auth"),
+        format!("mysql://db/auth?user=auth&password={PASSWORD}"),
+    ] {
+        assert_stops_without_the_password(
+            dir.path(),
+            &url,
+            &["DATABASE_URL", "sqlite: or postgres:", "mysql://"],
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_postgres_is_named_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there: the connection is refused at once.
+    let port = free_port();
+    for url in [
+        format!("postgres://auth:{PASSWORD}@127.0.0.1:{port}/auth"),
+        format!("postgres://127.0.0.1:{port}/auth?user=auth&password={PASSWORD}"),
+    ] {
+        assert_stops_without_the_password(
+            dir.path(),
+            &url,
+            &["DATABASE_URL", &format!("127.0.0.1:{port}"), "refused"],
+        );
+    }
+}
+
+#[test]
+fn an_sqlite_path_that_cannot_be_opened_is_named_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // The URL's folder is a file, so the database cannot be opened (nor created).
+    std::fs::write(dir.path().join(format!("auth:{PASSWORD}@db")), "").unwrap();
+    let url = format!("sqlite://auth:{PASSWORD}@db/auth.db");
+
+    assert_stops_without_the_password(dir.path(), &url, &["DATABASE_URL", "auth.db"]);
+}
+
+#[test]
+fn a_malformed_dot_env_line_is_quoted_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("DATABASE_URL=\"postgres://auth:{PASSWORD}@db/auth\n"),
+    )
+    .unwrap();
+
+    let output = run(dir.path(), &[], &["migrate"]);
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains(".env"), "names the file: {stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(PASSWORD));
 }

@@ -230,6 +230,7 @@ impl TestAppBuilder {
         let mut vars: HashMap<String, String> = [
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
+            ("MANAGEMENT_PORT", "0"),
             ("ARGON2_MEMORY_KIB", "1024"),
             ("ARGON2_ITERATIONS", "1"),
             ("ARGON2_PARALLELISM", "1"),
@@ -257,6 +258,7 @@ impl TestAppBuilder {
             .await
             .map_err(|e| format!("{e} ({e:?})"))?;
         let addr = application.local_addr();
+        let management_addr = application.management_addr();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(application.run_until_stopped(async move {
             let _ = shutdown_rx.await;
@@ -272,6 +274,7 @@ impl TestAppBuilder {
         Ok(TestApp {
             addr,
             address: format!("http://{addr}"),
+            management_address: format!("http://{management_addr}"),
             issuer,
             audience,
             client: reqwest::Client::builder()
@@ -291,6 +294,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// `http://127.0.0.1:<port>`
     pub address: String,
+    /// The management listener (`/metrics`, the probes): `http://127.0.0.1:<port>`.
+    pub management_address: String,
     /// What `iss` must be.
     pub issuer: String,
     /// What an access token's `aud` must be.
@@ -343,6 +348,15 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// `GET` on the management listener.
+    pub async fn get_management(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.management_address))
+            .send()
+            .await
+            .expect("GET on the management port")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
@@ -1034,7 +1048,8 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// The real binary with nothing of this process's environment but PATH, run in `dir`.
+/// The real binary with nothing of this process's environment but PATH, run in `dir`. The
+/// management listener takes a free port unless `vars` name one: tests run side by side.
 pub fn binary_command(
     dir: &std::path::Path,
     vars: &[(&str, &str)],
@@ -1045,6 +1060,7 @@ pub fn binary_command(
     if let Some(path) = std::env::var_os("PATH") {
         command.env("PATH", path);
     }
+    command.env("MANAGEMENT_PORT", "0");
     for (name, value) in vars {
         command.env(name, value);
     }

@@ -35,6 +35,7 @@ mod revocation;
 mod security_headers;
 mod signin;
 mod signup;
+mod startup;
 mod throttling;
 mod token_lifecycle;
 mod token_password_grant;

@@ -34,7 +34,7 @@ fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]
 }
 
 async fn scrape(app: &TestApp) -> prometheus_parse::Scrape {
-    let response = app.get("/metrics").await;
+    let response = app.get_management("/metrics").await;
     assert_eq!(response.status(), StatusCode::OK);
     let text = response.text().await.unwrap();
     let lines = text.lines().map(|line| Ok(line.to_owned()));
@@ -123,6 +123,92 @@ async fn the_metrics_parse_as_prometheus_text_and_move_with_requests() {
             .samples
             .iter()
             .any(|s| s.labels.get("route") == Some("/no/such/path/12345"))
+    );
+}
+
+#[tokio::test]
+async fn the_metrics_are_on_the_management_port_and_the_public_port_answers_404() {
+    let app = TestApp::spawn().await;
+    assert_ne!(app.address, app.management_address);
+
+    let public = app.get("/metrics").await;
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let body = public.text().await.unwrap();
+    assert!(
+        !body.contains("user_auth_"),
+        "no metric on the public port: {body}"
+    );
+
+    let management = app.get_management("/metrics").await;
+    assert_eq!(management.status(), StatusCode::OK);
+    assert!(
+        crate::helpers::header(&management, "content-type")
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(management.text().await.unwrap().contains("user_auth_"));
+
+    // The probes answer on both; nothing else is on the management port.
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(app.get(path).await.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            app.get_management(path).await.status(),
+            StatusCode::OK,
+            "{path} on the management port"
+        );
+    }
+    for path in ["/.well-known/jwks.json", "/token", "/", "/docs"] {
+        let response = app.get_management(path).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the management port"
+        );
+        crate::helpers::assert_error(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
+}
+
+#[tokio::test]
+async fn the_management_listener_takes_management_port_on_host_and_stops_with_the_service() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kek = random_kek();
+    let management_port = free_port();
+    let management_port_text = management_port.to_string();
+    let vars = [
+        ("DATABASE_URL", database.url.as_str()),
+        ("KEY_ENCRYPTION_KEY", kek.as_str()),
+        ("MANAGEMENT_PORT", management_port_text.as_str()),
+        ("LOG_FORMAT", "text"),
+    ];
+    let log = dir.path().join("log");
+    let mut server = start_server(dir.path(), &vars, &log).await;
+    let metrics = format!("http://127.0.0.1:{management_port}/metrics");
+
+    let scraped = reqwest::get(&metrics).await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let public = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log_text.contains(&format!("management=127.0.0.1:{management_port}")),
+        "the log says where the management listener is: {log_text}"
+    );
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || server.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .expect("the process exits on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        reqwest::get(&metrics).await.is_err(),
+        "the management port is closed with the service"
     );
 }
 
@@ -468,6 +554,7 @@ exec "$BINARY" serve"#;
         .env("SCRATCH", scratch.path())
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
+        .env("MANAGEMENT_PORT", "0")
         .env("DATABASE_URL", &database_url)
         .env("KEY_ENCRYPTION_KEY", random_kek())
         .env("ARGON2_MEMORY_KIB", "1024")

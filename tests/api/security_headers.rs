@@ -29,7 +29,6 @@ async fn every_response_carries_nosniff_and_a_restrictive_content_security_polic
         "/openapi.json",
         "/api/v1/auth/me",
         "/no/such/route",
-        "/metrics",
     ] {
         let response = app.get(path).await;
         assert_protective(&response, path);
@@ -45,6 +44,15 @@ async fn every_response_carries_nosniff_and_a_restrictive_content_security_polic
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_protective(&response, "an error");
+}
+
+#[tokio::test]
+async fn the_management_port_answers_with_the_same_protective_headers() {
+    let app = TestApp::spawn().await;
+    for path in ["/metrics", "/healthz", "/readyz", "/no/such/route"] {
+        let response = app.get_management(path).await;
+        assert_protective(&response, path);
+    }
 }
 
 #[tokio::test]

@@ -1,13 +1,14 @@
 //! Discovery: OpenID Connect Discovery 1.0 §3 and RFC 8414 §2, one document for both, listing
 //! exactly what this service does.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::clients::GrantType;
-use crate::http::error::ApiError;
-use crate::state::AppState;
 use crate::tokens::scope::Scope;
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -30,81 +31,67 @@ pub struct ServerMetadata {
     pub response_types_supported: Vec<&'static str>,
 }
 
-async fn metadata(state: &AppState) -> Result<ServerMetadata, ApiError> {
-    let issuer = state.tokens.settings().issuer.clone();
-    let mut scopes: Vec<String> = vec!["openid".to_owned(), "profile".to_owned()];
-    for scope in state.first_party.scopes.iter().map(str::to_owned) {
-        if !scopes.contains(&scope) {
-            scopes.push(scope);
-        }
-    }
-    let mut client_scopes: Vec<String> = Vec::new();
-    for text in state.store.client_scopes().await? {
-        for scope in Scope::parse(&text).unwrap_or_default().iter() {
-            if !scopes
-                .iter()
-                .chain(&client_scopes)
-                .any(|known| known == scope)
-            {
-                client_scopes.push(scope.to_owned());
+impl ServerMetadata {
+    /// The document, made once at start-up: nothing in it changes while the service runs, so a
+    /// request reads no database. `scopes_supported` is `openid`, `profile` and `PUBLIC_SCOPES`
+    /// (SPEC §9), never the scopes of every client.
+    pub fn new(issuer: &str, public_scopes: &Scope) -> ServerMetadata {
+        let mut scopes: Vec<String> = vec!["openid".to_owned(), "profile".to_owned()];
+        for scope in public_scopes.iter() {
+            if !scopes.iter().any(|known| known == scope) {
+                scopes.push(scope.to_owned());
             }
         }
+        let endpoint = |path: &str| format!("{issuer}{path}");
+        ServerMetadata {
+            token_endpoint: endpoint("/token"),
+            jwks_uri: endpoint("/.well-known/jwks.json"),
+            userinfo_endpoint: endpoint("/userinfo"),
+            revocation_endpoint: endpoint("/revoke"),
+            introspection_endpoint: endpoint("/introspect"),
+            grant_types_supported: GrantType::ALL.iter().map(|grant| grant.as_str()).collect(),
+            scopes_supported: scopes,
+            token_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            revocation_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            introspection_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            id_token_signing_alg_values_supported: vec!["RS256"],
+            subject_types_supported: vec!["public"],
+            claims_supported: vec![
+                "iss",
+                "sub",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "preferred_username",
+            ],
+            response_types_supported: Vec::new(),
+            issuer: issuer.to_owned(),
+        }
     }
-    client_scopes.sort();
-    scopes.extend(client_scopes);
-    let endpoint = |path: &str| format!("{issuer}{path}");
-    Ok(ServerMetadata {
-        token_endpoint: endpoint("/token"),
-        jwks_uri: endpoint("/.well-known/jwks.json"),
-        userinfo_endpoint: endpoint("/userinfo"),
-        revocation_endpoint: endpoint("/revoke"),
-        introspection_endpoint: endpoint("/introspect"),
-        grant_types_supported: GrantType::ALL.iter().map(|grant| grant.as_str()).collect(),
-        scopes_supported: scopes,
-        token_endpoint_auth_methods_supported: vec![
-            "client_secret_basic",
-            "client_secret_post",
-            "none",
-        ],
-        revocation_endpoint_auth_methods_supported: vec![
-            "client_secret_basic",
-            "client_secret_post",
-            "none",
-        ],
-        introspection_endpoint_auth_methods_supported: vec![
-            "client_secret_basic",
-            "client_secret_post",
-        ],
-        id_token_signing_alg_values_supported: vec!["RS256"],
-        subject_types_supported: vec!["public"],
-        claims_supported: vec![
-            "iss",
-            "sub",
-            "aud",
-            "exp",
-            "iat",
-            "auth_time",
-            "preferred_username",
-        ],
-        response_types_supported: Vec::new(),
-        issuer,
-    })
 }
 
 /// OpenID Connect Discovery metadata.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2",
     responses((status = 200, description = "Provider metadata", body = ServerMetadata)))]
-pub async fn openid_configuration(
-    State(state): State<AppState>,
-) -> Result<Json<ServerMetadata>, ApiError> {
-    Ok(Json(metadata(&state).await?))
+pub async fn openid_configuration(State(metadata): State<Arc<ServerMetadata>>) -> Response {
+    Json(metadata.as_ref()).into_response()
 }
 
 /// RFC 8414 authorization server metadata.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
     responses((status = 200, description = "Authorization server metadata", body = ServerMetadata)))]
-pub async fn oauth_authorization_server(
-    State(state): State<AppState>,
-) -> Result<Json<ServerMetadata>, ApiError> {
-    Ok(Json(metadata(&state).await?))
+pub async fn oauth_authorization_server(State(metadata): State<Arc<ServerMetadata>>) -> Response {
+    Json(metadata.as_ref()).into_response()
 }

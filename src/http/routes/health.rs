@@ -1,4 +1,4 @@
-//! Liveness and readiness probes.
+//! Liveness and readiness probes (on both listeners) and the metrics (management only).
 
 use axum::Json;
 use axum::extract::State;
@@ -22,9 +22,8 @@ pub async fn healthz() -> Json<HealthResponse> {
     Json(HealthResponse { status: "ok" })
 }
 
-/// Prometheus metrics, in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text")))]
+/// Prometheus metrics, in the OpenMetrics text format; on the management listener only, so it is
+/// not in the public OpenAPI document.
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let now = state.clock.now();
     let signing_key_age_seconds = match state.tokens.keys().load(now).await {
