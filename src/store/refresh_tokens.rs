@@ -415,17 +415,28 @@ impl Store {
             purged.refresh_tokens += self.delete_in_batches(statement, binds, batch).await?;
         }
         // A family outlives its last access token, so that an ended family keeps turning its
-        // access tokens away until they expire.
-        purged.refresh_families = self
-            .delete_in_batches(
+        // access tokens away until they expire. Two statements, each on an index of its own: a
+        // family issues nothing after it ends, so one that ended before `issued_before` last
+        // issued before it too.
+        let families: [(&'static str, &[i64]); 2] = [
+            (
                 "delete from refresh_families where id in (select f.id from refresh_families f \
-                 where f.issued_at < $1 and (f.ended_at is not null or f.expires_at <= $2) \
+                 where f.ended_at < $1 \
+                 and not exists (select 1 from refresh_tokens t where t.family_id = f.id) \
+                 limit $2)",
+                &[issued_before, batch],
+            ),
+            (
+                "delete from refresh_families where id in (select f.id from refresh_families f \
+                 where f.expires_at <= $1 and f.issued_at < $2 \
                  and not exists (select 1 from refresh_tokens t where t.family_id = f.id) \
                  limit $3)",
-                &[issued_before, now, batch],
-                batch,
-            )
-            .await?;
+                &[now, issued_before, batch],
+            ),
+        ];
+        for (statement, binds) in families {
+            purged.refresh_families += self.delete_in_batches(statement, binds, batch).await?;
+        }
         purged.revoked_access_tokens = self
             .delete_in_batches(
                 "delete from revoked_access_tokens where jti in \
