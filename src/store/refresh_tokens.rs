@@ -385,8 +385,8 @@ impl Store {
             // An ended family's tokens are refused by its row alone.
             (
                 "delete from refresh_tokens where id in (select t.id from refresh_tokens t \
-                 join refresh_families f on f.id = t.family_id \
-                 where f.ended_at is not null limit $1)",
+                 where t.family_id in \
+                 (select f.id from refresh_families f where f.ended_at is not null) limit $1)",
                 &[batch],
             ),
             (
