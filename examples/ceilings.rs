@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use user_auth_service::config::Config;
+use user_auth_service::oauth::Scope;
 use user_auth_service::store::Store;
-use user_auth_service::tokens::scope::Scope;
 use user_auth_service::tokens::{TokenIssuer, TokenSettings};
 use user_auth_service::users::hashing::PasswordHasher;
 use user_auth_service::users::password::Password;

@@ -5,12 +5,13 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::clients::{self, Client, GrantType, NewClient};
+use crate::clients::{self, Client, NewClient};
 use crate::config::Config;
 use crate::keys::{KeyRing, RotateMode};
+use crate::oauth::GrantType;
+use crate::oauth::Scope;
 use crate::server;
 use crate::store::{Store, StoreError};
-use crate::tokens::scope::Scope;
 use crate::users::username::Username;
 
 #[derive(Debug, Parser)]

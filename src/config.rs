@@ -14,7 +14,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use secrecy::SecretBox;
 
-use crate::tokens::scope::Scope;
+use crate::oauth::Scope;
 
 /// A configuration value that could not be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]

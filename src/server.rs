@@ -11,13 +11,13 @@ use tokio::net::TcpListener;
 use crate::clients::{Client, ClientCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
+use crate::http::RouterSettings;
 use crate::http::connections::{self, ConnectionLimits};
-use crate::http::{self, RouterSettings};
+use crate::http::state::{AppState, Shared};
 use crate::keys::encryption::KeyEncryptionKeys;
 use crate::keys::kek::{self, KekError};
 use crate::keys::{KeyError, KeyRing, KeyRingSettings};
 use crate::metrics::Metrics;
-use crate::state::{AppState, Shared};
 use crate::store::{Store, StoreError};
 use crate::tokens::{TokenIssuer, TokenSettings};
 use crate::users::hashing::{HashError, PasswordHasher};
@@ -49,10 +49,10 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
-    service: http::Edge,
+    service: crate::http::Edge,
     /// `MANAGEMENT_PORT`: the metrics and the probes, apart from the public port.
     management_listener: TcpListener,
-    management: axum::Router,
+    management: crate::http::Management,
     store: Store,
     keys: Arc<KeyRing>,
     maintenance: Maintenance,
@@ -210,7 +210,7 @@ impl Application {
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
             client_cache: ClientCache::new(config.client_cache_ttl),
             clock: Arc::clone(&clock),
-            jwks_cache_control: jwks_cache_control(config.jwks_max_age),
+            jwks_cache_control: crate::http::jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,
             metrics,
             throttle: Throttle::new(ThrottlePolicy {
@@ -226,8 +226,8 @@ impl Application {
             request_timeout: config.request_timeout,
             public_scopes: config.public_scopes.clone(),
         };
-        let management = http::management(state.clone(), &settings);
-        let service = http::service(state, &settings);
+        let management = crate::http::management(state.clone(), &settings);
+        let service = crate::http::service(state, &settings);
         Ok(Application {
             listener,
             service,
@@ -256,7 +256,7 @@ impl Application {
             .jwks(now.unix_timestamp())
             .body
             .clone();
-        self.service = http::with_bare_route(self.service, body);
+        self.service = crate::http::with_bare_route(self.service, body);
         Ok(self)
     }
 
@@ -308,15 +308,6 @@ fn bound_address(listener: &TcpListener) -> SocketAddr {
     listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
-}
-
-/// SPEC §2: verifiers may cache the JWKS for `JWKS_MAX_AGE`, then must ask again.
-fn jwks_cache_control(max_age: Duration) -> axum::http::HeaderValue {
-    axum::http::HeaderValue::from_str(&format!(
-        "public, max-age={}, must-revalidate",
-        max_age.as_secs()
-    ))
-    .unwrap_or_else(|_| axum::http::HeaderValue::from_static("no-cache"))
 }
 
 /// What every replica does in the background: the key rotation schedule (the database makes

@@ -10,41 +10,8 @@ use subtle::ConstantTimeEq as _;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use crate::oauth::{GrantType, OAuthError, OAuthErrorKind, Scope};
 use crate::store::{ClientRow, Store, StoreError};
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
-use crate::tokens::scope::Scope;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrantType {
-    Password,
-    RefreshToken,
-    ClientCredentials,
-}
-
-impl GrantType {
-    pub const ALL: [GrantType; 3] = [
-        GrantType::Password,
-        GrantType::RefreshToken,
-        GrantType::ClientCredentials,
-    ];
-
-    pub fn parse(text: &str) -> Option<GrantType> {
-        match text {
-            "password" => Some(GrantType::Password),
-            "refresh_token" => Some(GrantType::RefreshToken),
-            "client_credentials" => Some(GrantType::ClientCredentials),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantType::Password => "password",
-            GrantType::RefreshToken => "refresh_token",
-            GrantType::ClientCredentials => "client_credentials",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Client {

@@ -24,7 +24,7 @@ use tracing::Instrument as _;
 
 use super::error::ApiError;
 use super::{BARE_ROUTE_PATH, BODY_LIMIT_BYTES, JWKS_PATH, routes};
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::clients::ClientAuthError;
 use crate::keys::KeyError;
+use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::store::StoreError;
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::{AuthenticateError, InvalidToken, IssueError};
 use crate::users::UserError;
 use crate::users::hashing::HashError;
@@ -215,6 +215,7 @@ impl From<StoreError> for ApiError {
                 }
             }
             StoreError::Conflict
+            | StoreError::Query(_)
             | StoreError::Migration(_)
             | StoreError::Url(_)
             | StoreError::Missing(_)

@@ -13,8 +13,8 @@ use base64::Engine as _;
 
 use super::error::ApiError;
 use crate::clients::{self, Client, ClientCredentials};
-use crate::state::AppState;
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
+use crate::http::state::AppState;
+use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::users::throttle::Device;
 
 /// `axum::Json` whose rejections are our error body: 415 for another content type, 400 for

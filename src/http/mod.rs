@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod openapi;
 pub mod routes;
+pub mod state;
 
 use std::time::Duration;
 
@@ -26,9 +27,9 @@ use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::http::state::AppState;
 use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::tokens::scope::Scope;
+use crate::oauth::Scope;
 use error::ApiError;
 
 /// SPEC §5: bodies over 16 KiB get 413 everywhere.
@@ -114,10 +115,22 @@ pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
     Edge::new(state, router)
 }
 
+/// SPEC §2: verifiers may cache the JWKS for `JWKS_MAX_AGE`, then must ask again.
+pub fn jwks_cache_control(max_age: Duration) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "public, max-age={}, must-revalidate",
+        max_age.as_secs()
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("no-cache"))
+}
+
+/// The management listener's service.
+pub type Management = Router;
+
 /// What the management listener (`MANAGEMENT_PORT`) serves: `/metrics` and the probes, for
 /// Prometheus and the orchestrator, never exposed with the public port. Its requests are not
 /// counted in the HTTP metrics: scrapes and probes would be most of them.
-pub fn management(state: AppState, settings: &RouterSettings) -> Router {
+pub fn management(state: AppState, settings: &RouterSettings) -> Management {
     let header =
         |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
     Router::new()

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use crate::oauth::CLOCK_LEEWAY_SECONDS;
 use crate::store::SigningKeyRow;
-use crate::tokens::CLOCK_LEEWAY_SECONDS;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

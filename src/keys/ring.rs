@@ -93,8 +93,8 @@ impl KeyRingSettings {
 #[derive(Debug, Clone)]
 pub struct Jwks {
     pub body: bytes::Bytes,
-    /// Rendered once as a header value, not per request.
-    pub etag: http::HeaderValue,
+    /// The quoted hex digest, made once per key set, not per request.
+    pub etag: bytes::Bytes,
 }
 
 struct KeyEntry {
@@ -209,9 +209,7 @@ fn render_jwks(
     let keys: Vec<&PublicJwk> = published.into_iter().map(|(_, public)| public).collect();
     let body = serde_json::json!({ "keys": keys }).to_string();
     let digest = Sha256::digest(body.as_bytes());
-    // Quotes around hex digits: always a valid header value.
-    let etag = http::HeaderValue::try_from(format!("\"{}\"", hex::encode(&digest[..16])))
-        .unwrap_or_else(|_| http::HeaderValue::from_static("\"\""));
+    let etag = bytes::Bytes::from(format!("\"{}\"", hex::encode(&digest[..16])));
     Jwks {
         body: bytes::Bytes::from(body),
         etag,

@@ -85,8 +85,14 @@ pub enum StoreError {
     /// A unique constraint refused the write: the thing already exists.
     #[error("conflict with an existing row")]
     Conflict,
+    /// The database did not answer, or refused for a passing reason (busy, shutting down, out
+    /// of connections): worth a retry.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The database answered, but the query or its result was wrong (a missing table, a row
+    /// that does not decode): a defect, not an outage.
+    #[error("database query failed: {0}")]
+    Query(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("invalid database URL: {0}")]
@@ -102,11 +108,52 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        match &error {
-            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-            _ => StoreError::Unavailable(error),
+        let defect = match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => return StoreError::Conflict,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    is_sqlite_defect(&code)
+                } else {
+                    is_postgres_defect(&code)
+                }
+            }
+            sqlx::Error::Configuration(_)
+            | sqlx::Error::InvalidArgument(_)
+            | sqlx::Error::RowNotFound
+            | sqlx::Error::TypeNotFound { .. }
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Encode(_)
+            | sqlx::Error::Decode(_) => true,
+            // Connections, pools, I/O, TLS and whatever else: an outage until shown otherwise.
+            _ => false,
+        };
+        if defect {
+            StoreError::Query(error)
+        } else {
+            StoreError::Unavailable(error)
         }
     }
+}
+
+/// A PostgreSQL error that no retry gets past: SQLSTATE classes 22 (data exception), 23
+/// (integrity constraint), 42 (syntax error or access rule: an unknown table or column).
+/// Connection failures, shutdowns, exhausted resources, serialization failures and anything
+/// unlisted count as passing.
+fn is_postgres_defect(code: &str) -> bool {
+    ["22", "23", "42"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+/// A SQLite error that no retry gets past: ERROR (no such table, syntax), CONSTRAINT, MISMATCH
+/// and RANGE (primary codes 1, 19, 20, 25; an extended code keeps its primary in the low byte).
+/// BUSY, LOCKED, I/O errors, a full disk and anything unlisted count as passing.
+fn is_sqlite_defect(code: &str) -> bool {
+    code.parse::<u32>()
+        .is_ok_and(|code| matches!(code & 0xff, 1 | 19 | 20 | 25))
 }
 
 /// How long an unused SQLite connection stays open.
@@ -294,4 +341,30 @@ fn create_folder(folder: &Path) -> Result<(), StoreError> {
             folder.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_postgres_defect, is_sqlite_defect};
+
+    #[test]
+    fn defects_are_told_from_passing_database_conditions() {
+        // PostgreSQL: undefined table, syntax error, not-null violation, invalid text.
+        for code in ["42P01", "42601", "23502", "22P02"] {
+            assert!(is_postgres_defect(code), "{code}");
+        }
+        // PostgreSQL: connection failure, admin shutdown, too many connections, serialization,
+        // a database not accepting connections.
+        for code in ["08006", "57P01", "53300", "40001", "55000", ""] {
+            assert!(!is_postgres_defect(code), "{code}");
+        }
+        // SQLite: ERROR (no such table), CONSTRAINT_NOTNULL (1299), MISMATCH, RANGE.
+        for code in ["1", "1299", "20", "25"] {
+            assert!(is_sqlite_defect(code), "{code}");
+        }
+        // SQLite: BUSY, BUSY_SNAPSHOT (517), LOCKED, IOERR_WRITE (778), FULL, CANTOPEN.
+        for code in ["5", "517", "6", "778", "13", "14", ""] {
+            assert!(!is_sqlite_defect(code), "{code}");
+        }
+    }
 }

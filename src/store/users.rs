@@ -161,18 +161,18 @@ impl Store {
     ) -> Result<bool, StoreError> {
         Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
-            let user: Option<(Uuid,)> = sqlx::query_as("select id from users where username_key = $1")
-                .bind(username_key)
-                .fetch_optional(&mut *tx)
-                .await?;
+            // The write comes first: on SQLite a transaction that read first cannot wait for
+            // another process's writer (the server's, for a command) and fails as busy.
+            let user: Option<(Uuid,)> = sqlx::query_as(
+                "update users set disabled_at = $1 where username_key = $2 returning id",
+            )
+            .bind(disabled_at)
+            .bind(username_key)
+            .fetch_optional(&mut *tx)
+            .await?;
             match user {
                 None => false,
                 Some((id,)) => {
-                    sqlx::query("update users set disabled_at = $1 where id = $2")
-                        .bind(disabled_at)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
                     if let Some(now) = disabled_at {
                         sqlx::query(
                             "update refresh_families set ended_at = $1 \

@@ -2,36 +2,27 @@
 //! learns about the tokens issued to it; a client registered to introspect (a resource server
 //! or gateway) about every token. Anything else is `active: false` (SPEC §9).
 
-use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::clients::Client;
 use crate::store::Store;
 use crate::tokens::{AuthenticateError, TokenIssuer, refresh};
 
-/// RFC 7662 §2.2. Inactive tokens are `{"active": false}` and nothing else.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+/// What introspection learns of a token (RFC 7662 §2.2); `Default` is an inactive token, of
+/// which nothing is told.
+#[derive(Debug, Default)]
 pub struct Introspection {
     pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
     /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<&'static str>,
     /// Only for users' tokens.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
 }
 

@@ -1,13 +1,11 @@
 //! Tokens: issuing access, refresh and ID tokens, and verifying our own access tokens.
 
 pub mod claims;
-pub mod error;
 pub mod grants;
 pub mod introspection;
 pub mod refresh;
 pub mod retention;
 pub mod revocation;
-pub mod scope;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +15,10 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::keys::{KeyError, KeyRing};
+use crate::oauth::{CLOCK_LEEWAY_SECONDS, Scope};
 use crate::store::{NewRefreshToken, Store, StoreError};
 use crate::users::User;
 use claims::{AccessClaims, IdClaims, to_map};
-use scope::Scope;
-
-/// SPEC §5: this service accepts its own tokens with at most 30 s of clock leeway.
-pub const CLOCK_LEEWAY_SECONDS: i64 = 30;
 
 #[derive(Debug, Clone)]
 pub struct TokenSettings {

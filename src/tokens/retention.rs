@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::oauth::CLOCK_LEEWAY_SECONDS;
 use crate::store::{Store, StoreError, TokenRetention, TokensPurged};
-use crate::tokens::{CLOCK_LEEWAY_SECONDS, TokenSettings, seconds};
+use crate::tokens::{TokenSettings, seconds};
 
 /// Rows deleted per statement: small enough that no pass holds a write lock for long.
 const BATCH: i64 = 1_000;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use sqlx::{Connection as _, Executor as _};
 
-use crate::helpers::{TestApp, assert_error, header};
+use crate::helpers::{ClientAuth, TestApp, assert_error, header, str_of};
 
 async fn admin(sql: String) {
     let url = std::env::var("TEST_DATABASE_URL").unwrap();
@@ -25,7 +25,8 @@ async fn on_postgresql_an_outage_gives_503s_keeps_the_jwks_and_recovers_by_itsel
         return;
     }
     let app = TestApp::spawn_with(&[("KEY_CACHE_TTL", "1s")]).await;
-    let (username, password, _) = app.signup_new_user().await;
+    let (username, password, signup) = app.signup_new_user().await;
+    let refresh_token = str_of(&signup, "refresh_token").to_owned();
     let name = app
         .database_url()
         .rsplit('/')
@@ -67,6 +68,21 @@ async fn on_postgresql_an_outage_gives_503s_keeps_the_jwks_and_recovers_by_itsel
         started.elapsed() < Duration::from_secs(15),
         "the refusal came at once, not after a hang"
     );
+    // The token endpoint says the same for every grant that needs the database.
+    let grants = [
+        app.password_grant(&username, &password, None).await,
+        app.refresh_as(&ClientAuth::None, &refresh_token, None)
+            .await,
+    ];
+    for response in grants {
+        assert!(header(&response, "retry-after").parse::<u64>().is_ok());
+        assert_error(
+            response,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+        )
+        .await;
+    }
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
@@ -86,4 +102,22 @@ async fn on_postgresql_an_outage_gives_503s_keeps_the_jwks_and_recovers_by_itsel
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+}
+
+/// A query the database refuses for good (here: a table gone) is the server's defect, answered
+/// 500 and logged, not a passing outage answered 503 with `Retry-After` that clients would retry
+/// forever.
+#[tokio::test]
+async fn a_query_the_database_refuses_for_good_is_a_500_not_an_outage() {
+    let app = TestApp::spawn().await;
+    let (_, _, signup) = app.signup_new_user().await;
+    let access_token = str_of(&signup, "access_token").to_owned();
+    assert_eq!(app.me(&access_token).await.status(), StatusCode::OK);
+
+    app.execute_sql("alter table revoked_access_tokens rename to revoked_access_tokens_gone")
+        .await;
+
+    let response = app.me(&access_token).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(response.headers().get("retry-after").is_none());
 }

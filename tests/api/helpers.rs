@@ -830,6 +830,30 @@ impl TestApp {
         }
     }
 
+    /// Runs one statement on this app's database, on a connection of the test's own.
+    pub async fn execute_sql(&self, statement: &str) {
+        use sqlx::Connection as _;
+        let statement = statement.to_owned();
+        let url = self.database_url();
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(url)
+                .await
+                .expect("open SQLite");
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await
+                .expect("the statement runs");
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut conn)
+                .await
+                .expect("the statement runs");
+        }
+    }
+
     /// Rows in `table` of this app's database, counted by a connection of the test's own.
     pub async fn count_rows(&self, table: &str) -> i64 {
         use sqlx::Connection as _;

@@ -19,6 +19,7 @@ mod hostile_tokens;
 mod introspection;
 mod jwks_and_verification;
 mod key_rotation;
+mod layers;
 mod me;
 mod oauth2_client;
 mod oauth2_client_grants;

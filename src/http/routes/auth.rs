@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{AppJson, BearerToken, ClientAddress, DEVICE_COOKIE, DeviceCookie};
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::tokens::{IdToken, Subject};
 use crate::users::throttle::{self, Origin, TRUSTED_FOR};
 use crate::users::{self, User, UserError};

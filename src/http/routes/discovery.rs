@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::clients::GrantType;
-use crate::tokens::scope::Scope;
+use crate::oauth::GrantType;
+use crate::oauth::Scope;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ServerMetadata {

@@ -7,8 +7,8 @@ use axum::response::Response;
 use serde::Serialize;
 
 use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::keys::KeySet;
-use crate::state::AppState;
 
 /// Documentation shape of the JWKS (RFC 7517 §5).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -57,7 +57,7 @@ pub fn respond(
         .is_some_and(|tags| {
             tags.split(',')
                 .map(|tag| tag.trim().trim_start_matches("W/"))
-                .any(|tag| tag.as_bytes() == jwks.etag.as_bytes() || tag == "*")
+                .any(|tag| tag.as_bytes() == &jwks.etag[..] || tag == "*")
         });
     // Room for the headers the edge adds too, so that the map does not grow per request.
     let mut headers = HeaderMap::with_capacity(16);
@@ -73,7 +73,10 @@ pub fn respond(
         Response::new(Body::from(jwks.body.clone()))
     };
     headers.insert(header::CACHE_CONTROL, state.jwks_cache_control.clone());
-    headers.insert(header::ETAG, jwks.etag.clone());
+    // Quotes around hex digits: always a valid header value.
+    if let Ok(etag) = HeaderValue::from_maybe_shared(jwks.etag.clone()) {
+        headers.insert(header::ETAG, etag);
+    }
     *response.headers_mut() = headers;
     response
 }

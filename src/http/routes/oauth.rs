@@ -6,10 +6,11 @@ use axum::http::HeaderMap;
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{OAuthForm, authenticate_client};
-use crate::state::AppState;
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
+use crate::http::state::AppState;
+use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::tokens::introspection::{self, Introspection};
 use crate::tokens::revocation::{self, TokenTypeHint};
+use serde::Serialize;
 
 /// The form of a revocation or introspection request, for the documentation.
 #[derive(utoipa::ToSchema)]
@@ -61,7 +62,7 @@ pub async fn revoke(
 #[utoipa::path(post, path = "/introspect", tag = "oauth2",
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "`{\"active\": false}` for anything not valid now", body = Introspection),
+        (status = 200, description = "`{\"active\": false}` for anything not valid now", body = IntrospectionResponse),
         (status = 400, description = "`invalid_request`: no token", body = ErrorBody),
         (status = 401, description = "`invalid_client`, also for public clients", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB", body = ErrorBody),
@@ -70,7 +71,7 @@ pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,
     form: OAuthForm,
-) -> Result<Json<Introspection>, ApiError> {
+) -> Result<Json<IntrospectionResponse>, ApiError> {
     let client = authenticate_client(&state, &headers, &form).await?;
     if client.public {
         // RFC 7662 §2.1: the endpoint is protected; a public client proves nothing.
@@ -92,5 +93,48 @@ pub async fn introspect(
         state.clock.now(),
     )
     .await?;
-    Ok(Json(answer))
+    Ok(Json(answer.into()))
+}
+
+/// RFC 7662 §2.2 on the wire: an inactive token is `{"active": false}` and nothing else.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IntrospectionResponse {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    /// Only for users' tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+}
+
+impl From<Introspection> for IntrospectionResponse {
+    fn from(answer: Introspection) -> Self {
+        IntrospectionResponse {
+            active: answer.active,
+            sub: answer.sub,
+            client_id: answer.client_id,
+            scope: answer.scope,
+            exp: answer.exp,
+            iat: answer.iat,
+            iss: answer.iss,
+            aud: answer.aud,
+            token_type: answer.token_type,
+            username: answer.username,
+        }
+    }
 }

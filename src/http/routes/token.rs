@@ -5,16 +5,16 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 
-use crate::clients::GrantType;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{ClientAddress, OAuthForm, authenticate_client};
-use crate::state::AppState;
+use crate::http::state::AppState;
+use crate::oauth::GrantType;
+use crate::oauth::Scope;
+use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::tokens::IssuedTokens;
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
 use crate::tokens::grants::client_credentials;
 use crate::tokens::grants::password::{self, PasswordRequest};
 use crate::tokens::grants::refresh_token::{self, RefreshRequest};
-use crate::tokens::scope::Scope;
 
 /// The form of a token request, for the documentation; the handler reads it field by field.
 #[derive(utoipa::ToSchema)]

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::BearerToken;
-use crate::state::AppState;
-use crate::tokens::scope::Scope;
+use crate::http::state::AppState;
+use crate::oauth::Scope;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct UserInfo {

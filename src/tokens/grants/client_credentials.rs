@@ -3,9 +3,10 @@
 
 use time::OffsetDateTime;
 
-use crate::clients::{Client, GrantType};
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
-use crate::tokens::scope::Scope;
+use crate::clients::Client;
+use crate::oauth::GrantType;
+use crate::oauth::Scope;
+use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::tokens::{IssuedTokens, TokenIssuer};
 
 pub async fn exchange(

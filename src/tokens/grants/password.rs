@@ -2,10 +2,11 @@
 
 use time::OffsetDateTime;
 
-use crate::clients::{Client, GrantType};
+use crate::clients::Client;
+use crate::oauth::GrantType;
+use crate::oauth::Scope;
+use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::store::Store;
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
-use crate::tokens::scope::Scope;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer};
 use crate::users::UserError;
 use crate::users::hashing::{HashError, PasswordHasher};
@@ -76,10 +77,7 @@ pub async fn exchange(
             tracing::error!(%reason, "password verification failed");
             OAuthError::server_error()
         }
-        UserError::Store(error) => {
-            tracing::error!(%error, "database error during the password grant");
-            OAuthError::server_error()
-        }
+        UserError::Store(error) => error.into(),
     })?;
     let subject = Subject {
         user: &signed_in.user,

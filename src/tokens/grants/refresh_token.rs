@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::clients::{Client, GrantType, narrow_scope};
+use crate::clients::{Client, narrow_scope};
+use crate::oauth::GrantType;
+use crate::oauth::Scope;
+use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::store::{RefreshTokenRow, Replacement, Rotation, Store};
-use crate::tokens::error::{OAuthError, OAuthErrorKind};
-use crate::tokens::scope::Scope;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer, refresh};
 use crate::users::User;
 
