@@ -164,7 +164,7 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// How often each replica deletes what has expired (SPEC §9).
     pub maintenance_interval: Duration,
-    /// How long a replica keeps a client it read; zero (the default) reads it per request.
+    /// How long a replica keeps a client it read (default 1 s); zero reads it per request.
     pub client_cache_ttl: Duration,
     pub kek_source: KekSource,
     pub first_party_client_id: String,

@@ -1,6 +1,6 @@
 //! The example resource server (`examples/resource_server`), run in process: it accepts this
 //! service's access tokens and refuses everything else, caches the JWKS as `Cache-Control` says,
-//! and survives a key rotation (README "Verifying a token in another service"; SPEC §2, §3;
+//! and survives a key rotation (docs/api.md "Verifying a token in another service"; SPEC §2, §3;
 //! RFC 6750, RFC 8725, RFC 9068).
 
 #[path = "../../examples/resource_server/jwks_auth.rs"]
