@@ -49,7 +49,7 @@ pub enum StartupError {
 
 pub struct Application {
     listener: TcpListener,
-    service: crate::http::Edge,
+    service: crate::http::PublicService,
     /// `MANAGEMENT_PORT`: the metrics and the probes, apart from the public port.
     management_listener: TcpListener,
     management: crate::http::Management,
@@ -258,6 +258,17 @@ impl Application {
             .clone();
         self.service = crate::http::with_bare_route(self.service, body);
         Ok(self)
+    }
+
+    /// The public service itself, for callers that drive it in process (`tower::ServiceExt`)
+    /// rather than over the listener.
+    pub fn public_service(&self) -> crate::http::PublicService {
+        self.service.clone()
+    }
+
+    /// The management listener's service, likewise.
+    pub fn management_service(&self) -> crate::http::Management {
+        self.management.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -41,6 +41,9 @@ const BARE_ROUTE_PATH: &str = "/benchmark/bare-jwks";
 
 pub use edge::Edge;
 
+/// The public listener's whole service: what `serve` runs and what in-process tests call.
+pub type PublicService = Edge;
+
 pub struct RouterSettings {
     pub cors_allowed_origins: Vec<String>,
     pub request_timeout: Duration,
@@ -49,7 +52,7 @@ pub struct RouterSettings {
 }
 
 /// The whole service: the edge in front of the router.
-pub fn service(state: AppState, settings: &RouterSettings) -> Edge {
+pub fn service(state: AppState, settings: &RouterSettings) -> PublicService {
     // Tokens must never be cached by a proxy or browser (RFC 6749 §5.1).
     let no_store = SetResponseHeaderLayer::overriding(
         header::CACHE_CONTROL,
