@@ -5,14 +5,14 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::clients::{self, Client, NewClient};
+use crate::clients::{self, Client, NewClient, RegistrationError};
 use crate::config::Config;
 use crate::keys::{KeyRing, RotateMode};
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
 use crate::server;
 use crate::store::{Store, StoreError};
-use crate::users::username::Username;
+use crate::users;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,7 +94,7 @@ pub struct CreateClient {
     #[arg(long)]
     pub public: bool,
     /// Space-separated scopes the client may ask for.
-    #[arg(long, default_value = "openid profile")]
+    #[arg(long, default_value = clients::DEFAULT_SCOPE)]
     pub scope: String,
     /// A resource server or gateway: may introspect the tokens of every client, not only
     /// its own (confidential clients only).
@@ -154,9 +154,27 @@ pub async fn clients(
                 scopes,
                 may_introspect: create.introspect,
             };
-            let (client, secret) = clients::register(store, new, now)
-                .await
-                .map_err(|error| error.to_string())?;
+            let (client, secret) =
+                clients::register(store, new, now)
+                    .await
+                    .map_err(|error| match error {
+                        RegistrationError::InvalidName => {
+                            "--name must be 1 to 200 printable characters".to_owned()
+                        }
+                        RegistrationError::NoGrantTypes => {
+                            "--grant-types needs at least one grant type".to_owned()
+                        }
+                        RegistrationError::PublicClientCredentials => {
+                            "--public clients cannot use client_credentials: they have no secret"
+                                .to_owned()
+                        }
+                        RegistrationError::PublicIntrospection => {
+                            "--public and --introspect do not go together: an introspecting client \
+                         must be confidential"
+                                .to_owned()
+                        }
+                        other => other.to_string(),
+                    })?;
             let mut out = describe(&client);
             if let (Some(secret), Value::Object(map)) = (secret, &mut out) {
                 map.insert(
@@ -227,19 +245,16 @@ pub async fn users(
     command: UsersCommand,
     now: OffsetDateTime,
 ) -> Result<Value, String> {
-    let (username, disabled_at) = match &command {
-        UsersCommand::Disable { username } => (username, Some(now.unix_timestamp())),
-        UsersCommand::Enable { username } => (username, None),
-    };
-    let parsed = Username::lookup(username).map_err(|_| format!("no user named {username:?}"))?;
-    let found = store
-        .set_user_disabled(parsed.key(), disabled_at)
-        .await
-        .map_err(|error| error.to_string())?;
-    if !found {
-        return Err(format!("no user named {username:?}"));
+    let (username, disabled) = match &command {
+        UsersCommand::Disable { username } => users::disable(store, username, now)
+            .await
+            .map(|()| (username, true)),
+        UsersCommand::Enable { username } => users::enable(store, username)
+            .await
+            .map(|()| (username, false)),
     }
-    Ok(json!({ "username": username, "disabled": disabled_at.is_some() }))
+    .map_err(|error| error.to_string())?;
+    Ok(json!({ "username": username, "disabled": disabled }))
 }
 
 #[cfg(test)]

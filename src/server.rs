@@ -266,6 +266,11 @@ impl Application {
         self.service.clone()
     }
 
+    /// The database the application runs on, for callers that act on it as an operator would.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
     /// The management listener's service, likewise.
     pub fn management_service(&self) -> crate::http::Management {
         self.management.clone()

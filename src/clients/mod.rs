@@ -180,21 +180,18 @@ pub async fn authenticate(
     credentials: ClientCredentials,
     first_party: &Client,
 ) -> Result<Client, ClientAuthError> {
-    let (client_id, secret, basic) = match credentials {
+    let (client_id, secret) = match credentials {
         ClientCredentials::None => return Ok(first_party.clone()),
         ClientCredentials::Form {
             client_id,
             client_secret,
-        } => (client_id, client_secret, false),
+        } => (client_id, client_secret),
         ClientCredentials::Basic {
             client_id,
             client_secret,
-        } => (client_id, Some(client_secret), true),
+        } => (client_id, Some(client_secret)),
     };
-    let invalid = |description: &str| OAuthError {
-        basic_challenge: basic,
-        ..OAuthError::new(OAuthErrorKind::InvalidClient, description)
-    };
+    let invalid = |description: &str| OAuthError::new(OAuthErrorKind::InvalidClient, description);
     let secret = secret.filter(|secret| !secret.is_empty());
     let client = if client_id == first_party.id {
         first_party.clone()
@@ -233,6 +230,9 @@ fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// What a client may ask for when its registration names no scope.
+pub const DEFAULT_SCOPE: &str = "openid profile";
+
 /// A new client as the operator asked for it.
 pub struct NewClient<'a> {
     pub name: &'a str,
@@ -245,8 +245,14 @@ pub struct NewClient<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistrationError {
-    #[error("{0}")]
-    Invalid(String),
+    #[error("a client's name is 1 to 200 printable characters")]
+    InvalidName,
+    #[error("a client needs at least one grant type")]
+    NoGrantTypes,
+    #[error("client_credentials needs a confidential client: a public client has no secret")]
+    PublicClientCredentials,
+    #[error("an introspecting client must be confidential: a public client has no secret")]
+    PublicIntrospection,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("random generator failed: {0}")]
@@ -262,26 +268,16 @@ pub async fn register(
 ) -> Result<(Client, Option<Zeroizing<String>>), RegistrationError> {
     let name = new.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(RegistrationError::Invalid(
-            "--name must be 1 to 200 printable characters".to_owned(),
-        ));
+        return Err(RegistrationError::InvalidName);
     }
     if new.grant_types.is_empty() {
-        return Err(RegistrationError::Invalid(
-            "--grant-types needs at least one grant type".to_owned(),
-        ));
+        return Err(RegistrationError::NoGrantTypes);
     }
     if new.public && new.grant_types.contains(&GrantType::ClientCredentials) {
-        return Err(RegistrationError::Invalid(
-            "client_credentials needs a confidential client: a public client has no secret"
-                .to_owned(),
-        ));
+        return Err(RegistrationError::PublicClientCredentials);
     }
     if new.public && new.may_introspect {
-        return Err(RegistrationError::Invalid(
-            "an introspecting client must be confidential: a public client has no secret"
-                .to_owned(),
-        ));
+        return Err(RegistrationError::PublicIntrospection);
     }
     let id = uuid::Uuid::new_v4().to_string();
     let secret = if new.public {

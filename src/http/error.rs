@@ -13,6 +13,7 @@ use crate::clients::ClientAuthError;
 use crate::keys::KeyError;
 use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::store::StoreError;
+use crate::tokens::grants::GrantError;
 use crate::tokens::{AuthenticateError, InvalidToken, IssueError};
 use crate::users::UserError;
 use crate::users::hashing::HashError;
@@ -56,8 +57,15 @@ pub enum ApiError {
     InsufficientScope { scope: &'static str },
     #[error(transparent)]
     OAuth(#[from] OAuthError),
+    /// RFC 6749 §5.2: a client that tried HTTP Basic and failed to authenticate is answered
+    /// 401 with a `WWW-Authenticate: Basic` challenge.
+    #[error("{}", .0.description)]
+    BasicAuthenticationFailed(OAuthError),
     #[error("the server is busy; retry shortly")]
     Busy { retry_after: Duration },
+    /// The database does not answer: a passing condition, so 503 with `Retry-After` (SPEC §5).
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable,
     #[error("too many failed sign-ins; try again later")]
     TooManyAttempts { retry_after: Duration },
     #[error("too many signups from this address; try again later")]
@@ -78,6 +86,17 @@ impl ApiError {
         ApiError::InvalidRequest {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             description: description.into(),
+        }
+    }
+
+    /// The same error, challenging for HTTP Basic if it is a failed client authentication: for
+    /// requests that carried an `Authorization` header (RFC 6749 §5.2).
+    pub fn with_basic_challenge(self) -> Self {
+        match self {
+            ApiError::OAuth(error) if error.kind == OAuthErrorKind::InvalidClient => {
+                ApiError::BasicAuthenticationFailed(error)
+            }
+            other => other,
         }
     }
 
@@ -102,8 +121,12 @@ impl ApiError {
             ApiError::MissingToken => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ApiError::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
             ApiError::InsufficientScope { .. } => (StatusCode::FORBIDDEN, "insufficient_scope"),
-            ApiError::OAuth(error) => (oauth_status(error.kind), error.kind.code()),
-            ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable"),
+            ApiError::OAuth(error) | ApiError::BasicAuthenticationFailed(error) => {
+                (oauth_status(error.kind), error.kind.code())
+            }
+            ApiError::Busy { .. } | ApiError::DatabaseUnavailable => {
+                (StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
             ApiError::TooManyAttempts { .. } | ApiError::TooManySignups { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
@@ -116,9 +139,6 @@ impl ApiError {
 fn oauth_status(kind: OAuthErrorKind) -> StatusCode {
     match kind {
         OAuthErrorKind::InvalidClient => StatusCode::UNAUTHORIZED,
-        OAuthErrorKind::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        OAuthErrorKind::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
-        OAuthErrorKind::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         OAuthErrorKind::InvalidRequest
         | OAuthErrorKind::InvalidGrant
         | OAuthErrorKind::UnauthorizedClient
@@ -131,7 +151,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
         let description = match &self {
-            ApiError::OAuth(error) => error.description.clone(),
+            ApiError::OAuth(error) | ApiError::BasicAuthenticationFailed(error) => {
+                error.description.clone()
+            }
             other => other.to_string(),
         };
         let mut response = (
@@ -152,9 +174,7 @@ impl IntoResponse for ApiError {
             ApiError::InsufficientScope { scope } => Some(format!(
                 "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
             )),
-            ApiError::OAuth(error)
-                if error.basic_challenge && status == StatusCode::UNAUTHORIZED =>
-            {
+            ApiError::BasicAuthenticationFailed(_) => {
                 Some("Basic realm=\"user-auth-service\", charset=\"UTF-8\"".to_owned())
             }
             _ => None,
@@ -166,7 +186,7 @@ impl IntoResponse for ApiError {
             ApiError::Busy { retry_after }
             | ApiError::TooManyAttempts { retry_after }
             | ApiError::TooManySignups { retry_after } => Some(*retry_after),
-            ApiError::OAuth(error) => error.retry_after,
+            ApiError::DatabaseUnavailable => Some(Duration::from_secs(1)),
             _ => None,
         };
         if let Some(retry_after) = retry_after {
@@ -210,9 +230,7 @@ impl From<StoreError> for ApiError {
             // A database that does not answer is a passing condition: tell clients to retry.
             StoreError::Unavailable(_) => {
                 tracing::error!(%error, "database unavailable");
-                ApiError::Busy {
-                    retry_after: Duration::from_secs(1),
-                }
+                ApiError::DatabaseUnavailable
             }
             StoreError::Conflict
             | StoreError::Query(_)
@@ -262,6 +280,18 @@ impl From<AuthenticateError> for ApiError {
             AuthenticateError::Invalid(reason) => ApiError::InvalidToken(reason),
             AuthenticateError::Keys(error) => error.into(),
             AuthenticateError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<GrantError> for ApiError {
+    fn from(error: GrantError) -> Self {
+        match error {
+            GrantError::Refused(error) => ApiError::OAuth(error),
+            GrantError::Throttled { retry_after } => ApiError::TooManyAttempts { retry_after },
+            GrantError::Hashing(error) => error.into(),
+            GrantError::Store(error) => error.into(),
+            GrantError::Issue(error) => error.into(),
         }
     }
 }

@@ -126,14 +126,22 @@ pub async fn authenticate_client(
     headers: &HeaderMap,
     form: &OAuthForm,
 ) -> Result<Client, ApiError> {
-    let credentials = client_credentials(headers, form)?;
-    Ok(clients::authenticate(
+    let challenge = |error: ApiError| {
+        if headers.contains_key(header::AUTHORIZATION) {
+            error.with_basic_challenge()
+        } else {
+            error
+        }
+    };
+    let credentials = client_credentials(headers, form).map_err(|error| challenge(error.into()))?;
+    clients::authenticate(
         &state.store,
         &state.client_cache,
         credentials,
         &state.first_party,
     )
-    .await?)
+    .await
+    .map_err(|error| challenge(error.into()))
 }
 
 /// Client authentication as presented: HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1) or
@@ -170,10 +178,7 @@ fn client_credentials(
 }
 
 fn parse_basic(value: &[u8]) -> Result<(String, String), OAuthError> {
-    let invalid = |description: &str| OAuthError {
-        basic_challenge: true,
-        ..OAuthError::new(OAuthErrorKind::InvalidClient, description)
-    };
+    let invalid = |description: &str| OAuthError::new(OAuthErrorKind::InvalidClient, description);
     let value =
         std::str::from_utf8(value).map_err(|_| invalid("malformed Authorization header"))?;
     let (scheme, encoded) = value

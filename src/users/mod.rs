@@ -60,6 +60,45 @@ pub enum UserError {
     Store(#[from] StoreError),
 }
 
+/// Why an operator's change to an account did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("no user named {0:?}")]
+    NoSuchUser(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Disables an account (SPEC §5): its sign-ins are refused from now on, and every
+/// refresh-token family it holds ends with it, so its refresh tokens stop at once and its access
+/// tokens at their next check. A later `enable` does not bring those families back.
+pub async fn disable(
+    store: &Store,
+    username: &str,
+    now: OffsetDateTime,
+) -> Result<(), AccountError> {
+    set_disabled(store, username, Some(now.unix_timestamp())).await
+}
+
+/// Enables a disabled account: it may sign in again, with new tokens.
+pub async fn enable(store: &Store, username: &str) -> Result<(), AccountError> {
+    set_disabled(store, username, None).await
+}
+
+async fn set_disabled(
+    store: &Store,
+    username: &str,
+    disabled_at: Option<i64>,
+) -> Result<(), AccountError> {
+    let no_such_user = || AccountError::NoSuchUser(username.to_owned());
+    let key = Username::lookup(username).map_err(|_| no_such_user())?;
+    if store.set_user_disabled(key.key(), disabled_at).await? {
+        Ok(())
+    } else {
+        Err(no_such_user())
+    }
+}
+
 /// Creates a user. The unique constraints on the username key and on its skeleton decide races:
 /// of many concurrent signups of one name, or of names that only look alike, exactly one succeeds.
 /// A signup takes one from its address's hourly budget once its input has passed every rule,

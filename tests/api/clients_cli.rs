@@ -15,7 +15,7 @@ async fn creating_a_confidential_client_prints_its_id_and_a_secret() {
     let app = TestApp::spawn().await;
 
     let client = app
-        .create_client("client_credentials", false, Some("reports:read"))
+        .create_client_by_cli("client_credentials", false, Some("reports:read"))
         .await;
 
     assert!(!client.client_id.trim().is_empty(), "{}", client.created);
@@ -37,7 +37,7 @@ async fn creating_a_public_client_prints_no_secret() {
     let app = TestApp::spawn().await;
 
     let client = app
-        .create_client("password,refresh_token", true, None)
+        .create_client_by_cli("password,refresh_token", true, None)
         .await;
 
     assert!(!client.client_id.trim().is_empty(), "{}", client.created);
@@ -127,7 +127,7 @@ async fn a_client_created_without_a_scope_may_have_openid_profile() {
 async fn a_client_created_with_a_scope_gets_exactly_that_scope() {
     let app = TestApp::spawn().await;
     let client = app
-        .create_client(
+        .create_client_by_cli(
             "client_credentials",
             false,
             Some("reports:read reports:write"),

@@ -3,39 +3,31 @@
 
 use std::time::{Duration, Instant};
 
+use crate::helpers::{
+    ClientAuth, TestApp, TestDatabase, assert_error, execute_on_server, header, postgres_admin_url,
+    str_of,
+};
 use reqwest::StatusCode;
-use sqlx::{Connection as _, Executor as _};
-
-use crate::helpers::{ClientAuth, TestApp, assert_error, header, str_of};
 
 async fn admin(sql: String) {
-    let url = std::env::var("TEST_DATABASE_URL").unwrap();
-    let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-    connection.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-    connection.close().await.unwrap();
+    let url = postgres_admin_url().unwrap();
+    execute_on_server(&url, &sql).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_an_outage_gives_503s_keeps_the_jwks_and_recovers_by_itself() {
-    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+    if postgres_admin_url().is_none() {
         eprintln!("this test needs TEST_DATABASE_URL (PostgreSQL): nothing to check on SQLite");
         return;
-    };
-    if !url.starts_with("postgres") {
-        return;
     }
-    let app = TestApp::spawn_with(&[("KEY_CACHE_TTL", "1s")]).await;
+    let app = TestApp::builder()
+        .database(TestDatabase::create_own_database().await)
+        .var("KEY_CACHE_TTL", "1s")
+        .spawn()
+        .await;
     let (username, password, signup) = app.signup_new_user().await;
     let refresh_token = str_of(&signup, "refresh_token").to_owned();
-    let name = app
-        .database_url()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let name = app.database.postgres_database_name().to_owned();
     assert_eq!(
         app.get("/.well-known/jwks.json").await.status(),
         StatusCode::OK

@@ -6,7 +6,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::BTreeSet;
 
-use crate::helpers::{TestApp, ok_json, str_of};
+use crate::helpers::{
+    TestApp, TestDatabase, execute_on_server, ok_json, postgres_admin_url, str_of,
+};
 
 const DOCUMENTS: [&str; 2] = [
     "/.well-known/openid-configuration",
@@ -377,32 +379,20 @@ async fn the_auth_methods_per_endpoint_match_who_may_call_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgresql_discovery_is_answered_while_the_database_is_down() {
-    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+    let Some(url) = postgres_admin_url() else {
         eprintln!("this test needs TEST_DATABASE_URL (PostgreSQL): SQLite cannot be taken away");
         return;
     };
-    if !url.starts_with("postgres") {
-        return;
-    }
-    let app = TestApp::spawn_with(&[("PUBLIC_SCOPES", "orders:read")]).await;
+    let app = TestApp::builder()
+        .database(TestDatabase::create_own_database().await)
+        .var("PUBLIC_SCOPES", "orders:read")
+        .spawn()
+        .await;
     let before = metadata(&app, DOCUMENTS[0]).await;
-    let name = app
-        .database_url()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let name = app.database.postgres_database_name().to_owned();
     let admin = |sql: String| {
         let url = url.clone();
-        async move {
-            use sqlx::{Connection as _, Executor as _};
-            let mut connection = sqlx::PgConnection::connect(&url).await.unwrap();
-            connection.execute(sqlx::AssertSqlSafe(sql)).await.unwrap();
-            connection.close().await.unwrap();
-        }
+        async move { execute_on_server(&url, &sql).await }
     };
 
     // No new connection is allowed, and every open one is cut: a request that read the

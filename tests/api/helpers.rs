@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use user_auth_service::config::Config;
+use user_auth_service::http::PublicService;
 use user_auth_service::server::Application;
+use user_auth_service::store::Store;
 use uuid::Uuid;
 
 /// The first-party public client every request without a client is served as (SPEC §5).
@@ -25,58 +27,123 @@ pub struct TestDatabase {
     pub url: String,
     /// Keeps the SQLite file's directory alive.
     _dir: Option<tempfile::TempDir>,
-    /// For PostgreSQL: the server URL to connect to when dropping the database, and its name.
-    postgres_admin: Option<(String, String)>,
+    /// For PostgreSQL: how to remove what the test made when it is dropped.
+    postgres_cleanup: Option<PostgresCleanup>,
+}
+
+/// What a PostgreSQL test database is, for dropping it: a schema of its own in the server's
+/// test database (most tests), or a whole database (tests that take their database away).
+enum PostgresCleanup {
+    Schema { admin_url: String, name: String },
+    Database { admin_url: String, name: String },
+}
+
+/// The PostgreSQL server the suite runs on, when `TEST_DATABASE_URL` names one.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
 }
 
 impl TestDatabase {
-    /// A fresh, empty database: a SQLite file in a temporary directory by default, or a new
-    /// PostgreSQL database when `TEST_DATABASE_URL` names a PostgreSQL server.
+    /// A fresh, empty database: a SQLite file in a temporary directory by default, or, when
+    /// `TEST_DATABASE_URL` names a PostgreSQL server, a schema of its own in that server's
+    /// database, made the connections' `search_path` by the URL (a schema costs a tenth of
+    /// what a database does to create and drop).
     pub async fn create() -> Arc<TestDatabase> {
-        match std::env::var("TEST_DATABASE_URL") {
-            Ok(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Arc::new(Self::create_postgres(&url).await)
-            }
-            _ => {
-                let dir = tempfile::tempdir().expect("a temporary directory");
-                let url = format!("sqlite://{}/auth.db", dir.path().display());
-                Arc::new(TestDatabase {
-                    url,
-                    _dir: Some(dir),
-                    postgres_admin: None,
-                })
-            }
+        match postgres_admin_url() {
+            Some(admin_url) => Arc::new(Self::create_postgres_schema(&admin_url).await),
+            None => Arc::new(Self::create_sqlite()),
         }
     }
 
-    async fn create_postgres(admin_url: &str) -> TestDatabase {
-        use sqlx::{Connection as _, Executor as _};
+    /// Like `create`, but on PostgreSQL a whole database of its own: for tests that cut every
+    /// connection to it or refuse new ones (`postgres_database_name`).
+    pub async fn create_own_database() -> Arc<TestDatabase> {
+        match postgres_admin_url() {
+            Some(admin_url) => Arc::new(Self::create_postgres_database(&admin_url).await),
+            None => Arc::new(Self::create_sqlite()),
+        }
+    }
+
+    fn create_sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}/auth.db", dir.path().display());
+        TestDatabase {
+            url,
+            _dir: Some(dir),
+            postgres_cleanup: None,
+        }
+    }
+
+    async fn create_postgres_schema(admin_url: &str) -> TestDatabase {
         let name = format!("test_{}", Uuid::new_v4().simple());
-        let mut conn = match sqlx::PgConnection::connect(admin_url).await {
-            Ok(conn) => conn,
-            // The database named in TEST_DATABASE_URL may not exist: the server's own does.
-            Err(_) => sqlx::PgConnection::connect(&replace_database(admin_url, "postgres"))
-                .await
-                .expect("connect to the PostgreSQL server named by TEST_DATABASE_URL"),
-        };
-        conn.execute(sqlx::AssertSqlSafe(format!(r#"create database "{name}""#)))
-            .await
-            .expect("create a test database");
-        conn.close().await.ok();
+        execute_on_server(admin_url, &format!(r#"create schema "{name}""#)).await;
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        TestDatabase {
+            url: format!("{admin_url}{separator}options=-c%20search_path%3D{name}"),
+            _dir: None,
+            postgres_cleanup: Some(PostgresCleanup::Schema {
+                admin_url: admin_url.to_owned(),
+                name,
+            }),
+        }
+    }
+
+    async fn create_postgres_database(admin_url: &str) -> TestDatabase {
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        execute_on_server(admin_url, &format!(r#"create database "{name}""#)).await;
         TestDatabase {
             url: replace_database(admin_url, &name),
             _dir: None,
-            postgres_admin: Some((admin_url.to_owned(), name)),
+            postgres_cleanup: Some(PostgresCleanup::Database {
+                admin_url: admin_url.to_owned(),
+                name,
+            }),
         }
     }
+
+    /// The name of the PostgreSQL database of `create_own_database`.
+    pub fn postgres_database_name(&self) -> &str {
+        match &self.postgres_cleanup {
+            Some(PostgresCleanup::Database { name, .. }) => name,
+            _ => panic!("not a PostgreSQL database of its own: use create_own_database"),
+        }
+    }
+}
+
+/// Runs one statement on the PostgreSQL server of `admin_url`, on a connection of its own.
+/// The database named in the URL may not exist; the server's own `postgres` database does.
+pub async fn execute_on_server(admin_url: &str, statement: &str) {
+    use sqlx::{Connection as _, Executor as _};
+    let mut conn = match sqlx::PgConnection::connect(admin_url).await {
+        Ok(conn) => conn,
+        Err(_) => sqlx::PgConnection::connect(&replace_database(admin_url, "postgres"))
+            .await
+            .expect("connect to the PostgreSQL server named by TEST_DATABASE_URL"),
+    };
+    conn.execute(sqlx::AssertSqlSafe(statement.to_owned()))
+        .await
+        .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    conn.close().await.ok();
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        // Best effort: drop the PostgreSQL database on a thread of its own, since a destructor
-        // cannot await. A database left behind is harmless.
-        let Some((admin_url, name)) = self.postgres_admin.take() else {
+        // Best effort: drop the PostgreSQL schema or database on a thread of its own, since a
+        // destructor cannot await. One left behind is harmless.
+        let Some(cleanup) = self.postgres_cleanup.take() else {
             return;
+        };
+        let (admin_url, statement) = match cleanup {
+            PostgresCleanup::Schema { admin_url, name } => (
+                admin_url,
+                format!(r#"drop schema if exists "{name}" cascade"#),
+            ),
+            PostgresCleanup::Database { admin_url, name } => (
+                admin_url,
+                format!(r#"drop database if exists "{name}" with (force)"#),
+            ),
         };
         let cleanup = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
@@ -100,9 +167,7 @@ impl Drop for TestDatabase {
                 if let Ok(Some(mut conn)) =
                     tokio::time::timeout(Duration::from_secs(5), connect).await
                 {
-                    let drop_it = conn.execute(sqlx::AssertSqlSafe(format!(
-                        r#"drop database if exists "{name}" with (force)"#
-                    )));
+                    let drop_it = conn.execute(sqlx::AssertSqlSafe(statement));
                     let _ = tokio::time::timeout(Duration::from_secs(10), drop_it).await;
                 }
             });
@@ -254,11 +319,13 @@ impl TestAppBuilder {
             Some(clock) => clock,
             None => Arc::new(user_auth_service::clock::SystemClock),
         };
-        let application = Application::build_with_clock(config, clock)
+        let application = Application::build_with_clock(config, Arc::clone(&clock))
             .await
             .map_err(|e| format!("{e} ({e:?})"))?;
         let addr = application.local_addr();
         let management_addr = application.management_addr();
+        let service = application.public_service();
+        let store = application.store();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(application.run_until_stopped(async move {
             let _ = shutdown_rx.await;
@@ -283,6 +350,9 @@ impl TestAppBuilder {
                 .expect("an HTTP client"),
             database,
             kek,
+            service,
+            store,
+            clock,
             shutdown: Some(shutdown_tx),
             handle: Some(handle),
         })
@@ -303,6 +373,12 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database: Arc<TestDatabase>,
     pub kek: String,
+    /// The router the listener serves, called in process by the request helpers.
+    service: PublicService,
+    /// The application's database, for seeding through the library as an operator would.
+    pub store: Store,
+    /// The application's clock: what "now" is for the seeding helpers.
+    pub clock: Arc<dyn user_auth_service::clock::Clock>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -346,8 +422,47 @@ impl TestApp {
         (self.database.clone(), self.kek.clone())
     }
 
+    /// Sends a request made with reqwest through the application's router, in process: the
+    /// same layers and handlers as over the listener, without the socket. The peer address is
+    /// 127.0.0.1, as over loopback.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        use tower::ServiceExt as _;
+        let request = request.build().expect("a well-formed request");
+        let mut builder = axum::http::Request::builder()
+            .method(request.method().clone())
+            .uri(request.url().as_str())
+            .header("host", self.addr.to_string());
+        for (name, value) in request.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = request
+            .body()
+            .map(|body| body.as_bytes().expect("a body in memory").to_vec())
+            .unwrap_or_default();
+        let mut http_request = builder
+            .body(axum::body::Body::from(body))
+            .expect("an HTTP request");
+        http_request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(SocketAddr::from((
+                [127, 0, 0, 1],
+                40_000,
+            ))));
+        let response = self
+            .service
+            .clone()
+            .oneshot(http_request)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .expect("the whole body");
+        reqwest::Response::from(axum::http::Response::from_parts(parts, body))
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.url(path)).send().await.expect("GET")
+        self.send(self.client.get(self.url(path))).await
     }
 
     /// `GET` on the management listener.
@@ -360,23 +475,18 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("POST")
+        self.send(self.client.post(self.url(path)).json(body)).await
     }
 
     /// POST a raw `application/x-www-form-urlencoded` body.
     pub async fn post_form(&self, path: &str, body: &str) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("POST")
+        self.send(
+            self.client
+                .post(self.url(path))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.to_owned()),
+        )
+        .await
     }
 
     pub async fn signup_response(&self, username: &str, password: &str) -> reqwest::Response {
@@ -418,12 +528,12 @@ impl TestApp {
 
     /// `GET /api/v1/auth/me` with a bearer token.
     pub async fn me(&self, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url("/api/v1/auth/me"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("GET /me")
+        self.send(
+            self.client
+                .get(self.url("/api/v1/auth/me"))
+                .bearer_auth(token),
+        )
+        .await
     }
 
     /// `POST /token` with the password grant and no client; answers the response.
@@ -760,8 +870,64 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{args:?} prints JSON on stdout ({e}): {stdout:?}"))
     }
 
-    /// `clients create`; `scope: None` leaves the default.
+    /// Registers a client through the library, as `clients create` does; `scope: None` leaves
+    /// the default. The command line itself has its tests in `clients_cli.rs`.
     pub async fn create_client(
+        &self,
+        grant_types: &str,
+        public: bool,
+        scope: Option<&str>,
+    ) -> RegisteredClient {
+        self.register_client(grant_types, public, scope, false)
+            .await
+    }
+
+    async fn register_client(
+        &self,
+        grant_types: &str,
+        public: bool,
+        scope: Option<&str>,
+        may_introspect: bool,
+    ) -> RegisteredClient {
+        use user_auth_service::clients::{self, NewClient};
+        use user_auth_service::oauth::{GrantType, Scope};
+        let name = unique_client_name();
+        let grant_types = grant_types
+            .split(',')
+            .map(|grant| GrantType::parse(grant.trim()).expect("a known grant type"))
+            .collect();
+        let scopes = Scope::parse(scope.unwrap_or(clients::DEFAULT_SCOPE)).expect("a valid scope");
+        let new = NewClient {
+            name: &name,
+            grant_types,
+            public,
+            scopes,
+            may_introspect,
+        };
+        let (client, secret) = clients::register(&self.store, new, self.clock.now())
+            .await
+            .expect("the client is registered");
+        let mut created = json!({
+            "client_id": client.id,
+            "name": client.name,
+            "public": client.public,
+            "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+            "scope": client.scopes.to_string(),
+            "introspect": client.may_introspect,
+        });
+        if let Some(secret) = &secret {
+            created["client_secret"] = Value::String(secret.to_string());
+        }
+        RegisteredClient {
+            client_id: client.id,
+            client_secret: secret.map(|secret| secret.to_string()),
+            created,
+        }
+    }
+
+    /// `clients create` on the command line, insisting on success; `scope: None` leaves the
+    /// default.
+    pub async fn create_client_by_cli(
         &self,
         grant_types: &str,
         public: bool,
@@ -783,19 +949,24 @@ impl TestApp {
             args.extend(["--scope", scope]);
         }
         let created = self.cli_json(&args).await;
-        let client_id = created["client_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a client_id in {created}"))
-            .to_owned();
-        let client_secret = created
-            .get("client_secret")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         RegisteredClient {
-            client_id,
-            client_secret,
+            client_id: str_of(&created, "client_id").to_owned(),
+            client_secret: created
+                .get("client_secret")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             created,
         }
+    }
+
+    /// `users disable` or `users enable` on the command line, insisting on success.
+    pub async fn users_command(&self, action: &str, username: &str) {
+        let output = self.cli(&["users", action, username]).await;
+        assert!(
+            output.status.success(),
+            "users {action} exits 0; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// A confidential client allowed every grant, with the default scope.
@@ -810,24 +981,8 @@ impl TestApp {
     /// A resource server or gateway (`clients create --introspect`): a confidential client
     /// allowed client credentials that may introspect every client's tokens.
     pub async fn introspecting_client(&self) -> RegisteredClient {
-        let name = unique_client_name();
-        let created = self
-            .cli_json(&[
-                "clients",
-                "create",
-                "--name",
-                &name,
-                "--grant-types",
-                "client_credentials",
-                "--introspect",
-            ])
-            .await;
-        assert_eq!(created["introspect"], true, "{created}");
-        RegisteredClient {
-            client_id: str_of(&created, "client_id").to_owned(),
-            client_secret: Some(str_of(&created, "client_secret").to_owned()),
-            created,
-        }
+        self.register_client("client_credentials", false, None, true)
+            .await
     }
 
     /// Runs one statement on this app's database, on a connection of the test's own.
@@ -885,24 +1040,19 @@ impl TestApp {
             .await
     }
 
-    /// `users disable USERNAME`, insisting on success.
-    pub async fn disable_user(&self, username: &str) {
-        let output = self.cli(&["users", "disable", username]).await;
-        assert!(
-            output.status.success(),
-            "users disable exits 0; stderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    /// Deletes a client through the library, as `clients delete` does, insisting it existed.
+    pub async fn delete_client(&self, client_id: &str) {
+        let deleted = user_auth_service::clients::delete(&self.store, client_id, self.clock.now())
+            .await
+            .expect("the client is deleted");
+        assert!(deleted, "a client {client_id} to delete");
     }
 
-    /// `users enable USERNAME`, insisting on success.
-    pub async fn enable_user(&self, username: &str) {
-        let output = self.cli(&["users", "enable", username]).await;
-        assert!(
-            output.status.success(),
-            "users enable exits 0; stderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    /// Disables a user through the library, as `users disable` does, insisting on success.
+    pub async fn disable_user(&self, username: &str) {
+        user_auth_service::users::disable(&self.store, username, self.clock.now())
+            .await
+            .expect("the user is disabled");
     }
 
     /// POST a form to `path`, presenting the client as `auth` says.
@@ -939,7 +1089,7 @@ impl TestApp {
             }
         }
         let body = serde_urlencoded::to_string(&pairs).expect("a form");
-        request.body(body).send().await.expect("POST")
+        self.send(request.body(body)).await
     }
 
     /// `POST /token` with this form and client.
@@ -1015,12 +1165,8 @@ impl TestApp {
 
     /// `GET /userinfo` with a bearer token.
     pub async fn userinfo(&self, token: &str) -> reqwest::Response {
-        self.client
-            .get(self.url("/userinfo"))
-            .bearer_auth(token)
-            .send()
+        self.send(self.client.get(self.url("/userinfo")).bearer_auth(token))
             .await
-            .expect("GET /userinfo")
     }
 
     /// Sign up a fresh user and get tokens for it with the password grant as this client.

@@ -99,8 +99,9 @@ fn attribute_values<'a>(html: &'a str, attribute: &str) -> Vec<&'a str> {
 async fn docs_is_an_html_page_that_loads_nothing_from_another_host() {
     let app = TestApp::spawn().await;
 
-    // reqwest follows redirects, as a browser does (e.g. /docs to /docs/).
-    let response = app.get("/docs").await;
+    // Over the listener, as a browser comes: reqwest follows redirects as a browser does
+    // (/docs to /docs/).
+    let response = app.client.get(app.url("/docs")).send().await.unwrap();
 
     assert_eq!(response.status(), StatusCode::OK);
     assert!(

@@ -14,7 +14,8 @@ use serde_json::json;
 use sqlx::Connection as _;
 
 use crate::helpers::{
-    ServerProcess, binary_command, free_port, random_kek, strong_password, unique_username,
+    ServerProcess, binary_command, free_port, postgres_admin_url, random_kek, strong_password,
+    unique_username,
 };
 
 /// The newest installed PostgreSQL's programs (Debian's layout).
@@ -114,7 +115,7 @@ impl Drop for PrivatePostgres {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgresql_stopped_and_started_under_load_gives_503s_then_recovers_losing_nothing() {
-    if !std::env::var("TEST_DATABASE_URL").is_ok_and(|url| url.starts_with("postgres")) {
+    if postgres_admin_url().is_none() {
         eprintln!("runs in the PostgreSQL pass (TEST_DATABASE_URL=postgres://...)");
         return;
     }

@@ -6,12 +6,14 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{ServerProcess, TestDatabase, binary_command, free_port, random_kek};
+use crate::helpers::{
+    ServerProcess, TestDatabase, binary_command, free_port, postgres_admin_url, random_kek,
+};
 
 const PASSWORD: &str = "S3cret-pa55word";
 
 fn on_postgres() -> bool {
-    std::env::var("TEST_DATABASE_URL").is_ok_and(|url| url.starts_with("postgres"))
+    postgres_admin_url().is_some()
 }
 
 /// `postgres://user@host/db` with `PASSWORD` written in (the test server trusts loopback

@@ -112,7 +112,7 @@ async fn a_family_ended_by_any_route_turns_its_access_tokens_away() {
             }
             "user disabled" => app.disable_user(username).await,
             "client deleted" => {
-                app.cli_json(&["clients", "delete", &owner.client_id]).await;
+                app.delete_client(&owner.client_id).await;
             }
             "leaked" => {
                 assert_refresh_invalid_grant(
@@ -297,8 +297,7 @@ async fn a_deleted_clients_tokens_are_inactive() {
         assert_eq!(answer["active"], true, "before the deletion: {answer}");
     }
 
-    app.cli_json(&["clients", "delete", &doomed.client_id])
-        .await;
+    app.delete_client(&doomed.client_id).await;
 
     for token in tokens {
         let answer = app.introspect(&resource_server.basic(), token).await;

@@ -13,7 +13,7 @@ async fn a_disabled_user_gets_account_disabled_at_signin_only_after_a_correct_pa
     let app = TestApp::spawn().await;
     let (username, password, _) = app.signup_new_user().await;
 
-    app.disable_user(&username).await;
+    app.users_command("disable", &username).await;
 
     let correct = app.signin_response(&username, &password).await;
     assert_error(correct, StatusCode::FORBIDDEN, "account_disabled").await;
@@ -27,7 +27,7 @@ async fn a_disabled_user_gets_invalid_grant_from_the_password_grant() {
     let client = app.confidential_client().await;
     let (username, password, _) = app.signup_new_user().await;
 
-    app.disable_user(&username).await;
+    app.users_command("disable", &username).await;
 
     let first_party = app.password_grant(&username, &password, None).await;
     assert_error(first_party, StatusCode::BAD_REQUEST, "invalid_grant").await;
@@ -45,7 +45,7 @@ async fn disabling_a_user_makes_this_service_refuse_its_access_tokens() {
     let access_token = str_of(&tokens, "access_token");
     assert_eq!(app.me(access_token).await.status(), StatusCode::OK);
 
-    app.disable_user(&username).await;
+    app.users_command("disable", &username).await;
 
     assert_invalid_token(app.me(access_token).await, "/me for a disabled user").await;
     assert_eq!(
@@ -63,7 +63,7 @@ async fn a_disabled_users_refresh_is_invalid_grant() {
     let client = app.public_client().await;
     let (username, _, _, tokens) = app.user_tokens_as(&client.post(), None).await;
 
-    app.disable_user(&username).await;
+    app.users_command("disable", &username).await;
 
     let response = app
         .refresh_as(&client.post(), str_of(&tokens, "refresh_token"), None)
@@ -78,8 +78,8 @@ async fn refresh_tokens_stay_dead_after_the_user_is_enabled_again() {
     let (username, password, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
     let first_party = ok_json(app.password_grant(&username, &password, None).await).await;
 
-    app.disable_user(&username).await;
-    app.enable_user(&username).await;
+    app.users_command("disable", &username).await;
+    app.users_command("enable", &username).await;
 
     let response = app
         .refresh_as(&client.basic(), str_of(&tokens, "refresh_token"), None)
@@ -104,9 +104,9 @@ async fn an_enabled_user_signs_in_and_gets_tokens_again() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;
     let (username, password, signup) = app.signup_new_user().await;
-    app.disable_user(&username).await;
+    app.users_command("disable", &username).await;
 
-    app.enable_user(&username).await;
+    app.users_command("enable", &username).await;
 
     let signin = ok_json(app.signin_response(&username, &password).await).await;
     assert_eq!(signin["user"]["id"], signup["user"]["id"]);
@@ -132,7 +132,7 @@ async fn disabling_one_user_leaves_the_others_alone() {
     let (disabled, _, _) = app.signup_new_user().await;
     let (_, _, _, tokens) = app.user_tokens_as(&ClientAuth::None, None).await;
 
-    app.disable_user(&disabled).await;
+    app.users_command("disable", &disabled).await;
 
     assert_eq!(
         app.me(str_of(&tokens, "access_token")).await.status(),
@@ -150,7 +150,7 @@ async fn users_disable_finds_the_user_by_its_normalized_name() {
     let app = TestApp::spawn().await;
     let (username, password, _) = app.signup_new_user().await;
 
-    app.disable_user(&username.to_uppercase()).await;
+    app.users_command("disable", &username.to_uppercase()).await;
 
     let response = app.signin_response(&username, &password).await;
     assert_error(response, StatusCode::FORBIDDEN, "account_disabled").await;

@@ -75,14 +75,15 @@ pub async fn introspect(
     let client = authenticate_client(&state, &headers, &form).await?;
     if client.public {
         // RFC 7662 §2.1: the endpoint is protected; a public client proves nothing.
-        return Err(OAuthError {
-            basic_challenge: headers.contains_key(axum::http::header::AUTHORIZATION),
-            ..OAuthError::new(
-                OAuthErrorKind::InvalidClient,
-                "introspection is for confidential clients only",
-            )
-        }
-        .into());
+        let refused = ApiError::from(OAuthError::new(
+            OAuthErrorKind::InvalidClient,
+            "introspection is for confidential clients only",
+        ));
+        return Err(if headers.contains_key(axum::http::header::AUTHORIZATION) {
+            refused.with_basic_challenge()
+        } else {
+            refused
+        });
     }
     let token = form.require("token")?;
     let answer = introspection::introspect(

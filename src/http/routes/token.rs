@@ -12,9 +12,9 @@ use crate::oauth::GrantType;
 use crate::oauth::Scope;
 use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::tokens::IssuedTokens;
-use crate::tokens::grants::client_credentials;
 use crate::tokens::grants::password::{self, PasswordRequest};
 use crate::tokens::grants::refresh_token::{self, RefreshRequest};
+use crate::tokens::grants::{GrantError, client_credentials};
 
 /// The form of a token request, for the documentation; the handler reads it field by field.
 #[derive(utoipa::ToSchema)]
@@ -111,7 +111,8 @@ pub async fn token(
             )
             .await
             .inspect_err(|error| {
-                if error.kind == OAuthErrorKind::InvalidGrant {
+                if matches!(error, GrantError::Refused(refused) if refused.kind == OAuthErrorKind::InvalidGrant)
+                {
                     state.metrics.signin_failed("password_grant");
                 }
             })?

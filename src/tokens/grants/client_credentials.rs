@@ -3,6 +3,7 @@
 
 use time::OffsetDateTime;
 
+use super::GrantError;
 use crate::clients::Client;
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
@@ -14,13 +15,14 @@ pub async fn exchange(
     client: &Client,
     requested_scope: Option<Scope>,
     now: OffsetDateTime,
-) -> Result<IssuedTokens, OAuthError> {
+) -> Result<IssuedTokens, GrantError> {
     // RFC 6749 §4.4: "MUST only be used by confidential clients".
     if client.public {
         return Err(OAuthError::new(
             OAuthErrorKind::UnauthorizedClient,
             "the client_credentials grant is for confidential clients only",
-        ));
+        )
+        .into());
     }
     client.require_grant(GrantType::ClientCredentials)?;
     let scope = client.grant_scope(requested_scope)?;

@@ -7,42 +7,47 @@ pub mod refresh_token;
 
 use std::time::Duration;
 
-use crate::keys::KeyError;
-use crate::oauth::{OAuthError, OAuthErrorKind};
+use crate::oauth::OAuthError;
 use crate::store::StoreError;
 use crate::tokens::IssueError;
+use crate::users::UserError;
+use crate::users::hashing::HashError;
 
-/// A failure to sign or store tokens is the server's; the detail is logged, never sent.
-fn server_error(error: &dyn std::fmt::Display) -> OAuthError {
-    tracing::error!(%error, "could not issue tokens");
-    OAuthError::server_error()
+/// Why a grant gave no tokens: the client's mistake in RFC 6749 §5.2 terms, or a condition of
+/// the server that the HTTP edge renders (a throttle, a busy hasher, the database, signing).
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error(transparent)]
+    Refused(#[from] OAuthError),
+    /// Too many failed sign-ins for the account or the address (SPEC §5).
+    #[error("too many failed sign-ins; try again later")]
+    Throttled { retry_after: Duration },
+    #[error(transparent)]
+    Hashing(#[from] HashError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Issue(#[from] IssueError),
 }
 
-impl From<IssueError> for OAuthError {
-    fn from(error: IssueError) -> Self {
+impl From<UserError> for GrantError {
+    /// RFC 6749 §5.2: credentials that do not sign in, for whatever reason, are `invalid_grant`,
+    /// in the same words whether the user exists or not.
+    fn from(error: UserError) -> Self {
+        use crate::oauth::OAuthErrorKind::InvalidGrant;
         match error {
-            IssueError::Store(error) | IssueError::Keys(KeyError::Store(error)) => error.into(),
-            error => server_error(&error),
-        }
-    }
-}
-
-/// A database that does not answer is a passing condition (SPEC §5: 503 with `Retry-After`,
-/// never a 500); any other storage failure is the server's.
-impl From<StoreError> for OAuthError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(_) => {
-                tracing::error!(%error, "database unavailable");
-                OAuthError {
-                    retry_after: Some(Duration::from_secs(1)),
-                    ..OAuthError::new(
-                        OAuthErrorKind::TemporarilyUnavailable,
-                        "the database is unavailable; retry shortly",
-                    )
-                }
+            UserError::InvalidCredentials
+            | UserError::InvalidUsername(_)
+            | UserError::InvalidPassword(_)
+            | UserError::UsernameTaken => {
+                OAuthError::new(InvalidGrant, "invalid username or password").into()
             }
-            error => server_error(&error),
+            UserError::Disabled => OAuthError::new(InvalidGrant, "the account is disabled").into(),
+            UserError::Throttled { retry_after } | UserError::SignupsThrottled { retry_after } => {
+                GrantError::Throttled { retry_after }
+            }
+            UserError::Hashing(error) => error.into(),
+            UserError::Store(error) => error.into(),
         }
     }
 }

@@ -2,14 +2,13 @@
 
 use time::OffsetDateTime;
 
+use super::GrantError;
 use crate::clients::Client;
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
-use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::store::Store;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer};
-use crate::users::UserError;
-use crate::users::hashing::{HashError, PasswordHasher};
+use crate::users::hashing::PasswordHasher;
 use crate::users::throttle::{self, Device, Origin, Throttle};
 use std::net::IpAddr;
 
@@ -29,7 +28,7 @@ pub async fn exchange(
     client: &Client,
     request: PasswordRequest<'_>,
     now: OffsetDateTime,
-) -> Result<IssuedTokens, OAuthError> {
+) -> Result<IssuedTokens, GrantError> {
     client.require_grant(GrantType::Password)?;
     let scope = client.grant_scope(request.scope)?;
     // OAuth clients are applications, not browsers: no device cookie.
@@ -46,39 +45,7 @@ pub async fn exchange(
         request.password,
         now,
     )
-    .await
-    .map_err(|error| match error {
-        UserError::InvalidCredentials
-        | UserError::InvalidUsername(_)
-        | UserError::InvalidPassword(_)
-        | UserError::UsernameTaken => {
-            OAuthError::new(OAuthErrorKind::InvalidGrant, "invalid username or password")
-        }
-        UserError::Throttled { retry_after } | UserError::SignupsThrottled { retry_after } => {
-            OAuthError {
-                retry_after: Some(retry_after),
-                ..OAuthError::new(
-                    OAuthErrorKind::TooManyAttempts,
-                    "too many failed sign-ins; try again later",
-                )
-            }
-        }
-        UserError::Disabled => {
-            OAuthError::new(OAuthErrorKind::InvalidGrant, "the account is disabled")
-        }
-        UserError::Hashing(HashError::Busy { retry_after }) => OAuthError {
-            retry_after: Some(retry_after),
-            ..OAuthError::new(
-                OAuthErrorKind::TemporarilyUnavailable,
-                "the server is busy; retry shortly",
-            )
-        },
-        UserError::Hashing(HashError::Failed(reason)) => {
-            tracing::error!(%reason, "password verification failed");
-            OAuthError::server_error()
-        }
-        UserError::Store(error) => error.into(),
-    })?;
+    .await?;
     let subject = Subject {
         user: &signed_in.user,
         auth_time: now.unix_timestamp(),

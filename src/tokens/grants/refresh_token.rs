@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::GrantError;
 use crate::clients::{Client, narrow_scope};
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
@@ -22,8 +23,8 @@ pub struct RefreshRequest<'a> {
     pub reuse_grace: Duration,
 }
 
-fn invalid_grant(description: &str) -> OAuthError {
-    OAuthError::new(OAuthErrorKind::InvalidGrant, description)
+fn invalid_grant(description: &str) -> GrantError {
+    OAuthError::new(OAuthErrorKind::InvalidGrant, description).into()
 }
 
 pub async fn exchange(
@@ -32,7 +33,7 @@ pub async fn exchange(
     client: &Client,
     request: RefreshRequest<'_>,
     now: OffsetDateTime,
-) -> Result<IssuedTokens, OAuthError> {
+) -> Result<IssuedTokens, GrantError> {
     client.require_grant(GrantType::RefreshToken)?;
     let now_seconds = now.unix_timestamp();
     // One round trip reads the token, its family and its user.
@@ -129,7 +130,7 @@ pub async fn exchange(
 
 /// A token of an ended family, or one replaced by a grace retry, is refused as it is: neither
 /// is reuse of a used token.
-fn refuse_ended_or_replaced(token: &RefreshTokenRow) -> Result<(), OAuthError> {
+fn refuse_ended_or_replaced(token: &RefreshTokenRow) -> Result<(), GrantError> {
     if token.family_ended_at.is_some() {
         return Err(invalid_grant("the refresh token has been revoked"));
     }
@@ -143,7 +144,7 @@ fn refuse_ended_or_replaced(token: &RefreshTokenRow) -> Result<(), OAuthError> {
 
 /// A used token presented again, outside the grace window or after its successor was used:
 /// the family has been ended (RFC 9700 §4.14).
-fn reuse_detected(token: &RefreshTokenRow, client: &Client) -> OAuthError {
+fn reuse_detected(token: &RefreshTokenRow, client: &Client) -> GrantError {
     tracing::warn!(
         family = %token.family_id,
         client_id = %client.id,
