@@ -376,11 +376,13 @@ async fn odd_input_never_gets_a_server_error() {
             .send()
             .await
             .unwrap();
-        let (status, body) = assert_json_error(response).await;
+        // RFC 6749 §5.2: a client authentication that fails, malformed or not, is a 401
+        // invalid_client with a Basic challenge.
         assert!(
-            status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST,
-            "{authorization:?}: {status} {body}"
+            header(&response, "www-authenticate").starts_with("Basic "),
+            "{authorization:?}"
         );
+        assert_error(response, StatusCode::UNAUTHORIZED, "invalid_client").await;
     }
 }
 
