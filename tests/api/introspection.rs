@@ -4,7 +4,9 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ClientAuth, TestApp, assert_error, header, ok_json, scope_set, str_of};
+use crate::helpers::{
+    ClientAuth, MovableClock, TestApp, assert_error, header, ok_json, scope_set, str_of,
+};
 
 /// `aud` as a list, whether the body gives a string or an array (RFC 7662 §2.2).
 fn audiences(value: &Value) -> Vec<String> {
@@ -163,12 +165,21 @@ async fn introspecting_a_used_refresh_token_does_not_end_its_family() {
 
 #[tokio::test]
 async fn an_expired_refresh_token_is_inactive() {
-    let app = TestApp::spawn_with(&[("REFRESH_TOKEN_TTL", "1s")]).await;
+    let clock = MovableClock::stopped();
+    let app = TestApp::builder()
+        .clock(clock.clone())
+        .var("REFRESH_TOKEN_TTL", "1s")
+        .spawn()
+        .await;
     let client = app.confidential_client().await;
     let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
     let refresh_token = str_of(&tokens, "refresh_token");
+    assert_eq!(
+        app.introspect(&client.basic(), refresh_token).await["active"],
+        true
+    );
 
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    clock.advance(std::time::Duration::from_secs(2));
 
     let body = app.introspect(&client.basic(), refresh_token).await;
     assert_eq!(body, json!({"active": false}));

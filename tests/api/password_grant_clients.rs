@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{ClientAuth, TestApp, assert_error, ok_json, scope_set, str_of};
+use crate::helpers::{ClientAuth, MovableClock, TestApp, assert_error, ok_json, scope_set, str_of};
 
 /// Every time claim is a whole number of seconds (SPEC §3).
 fn whole_seconds(claims: &Value, name: &str) -> i64 {
@@ -105,14 +105,15 @@ async fn a_client_whose_scope_lacks_openid_gets_no_id_token() {
 
 #[tokio::test]
 async fn an_id_token_from_a_refresh_keeps_the_original_auth_time() {
-    let app = TestApp::spawn().await;
+    let clock = MovableClock::stopped();
+    let app = TestApp::builder().clock(clock.clone()).spawn().await;
     let client = app.confidential_client().await;
     let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
     let first = app
         .verify_id_token(str_of(&tokens, "id_token"), &client.client_id)
         .await;
 
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    clock.advance(std::time::Duration::from_secs(2));
     let refreshed = ok_json(
         app.refresh_as(&client.basic(), str_of(&tokens, "refresh_token"), None)
             .await,

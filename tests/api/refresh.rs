@@ -5,8 +5,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    ClientAuth, TestApp, assert_error, assert_refresh_invalid_grant, basic_authorization, ok_json,
-    scope_set, str_of,
+    ClientAuth, MovableClock, TestApp, assert_error, assert_refresh_invalid_grant,
+    basic_authorization, ok_json, scope_set, str_of,
 };
 
 /// A refresh, insisting on 200; answers the token response.
@@ -226,7 +226,12 @@ async fn the_grace_window_does_not_serve_a_disabled_user() {
 
 #[tokio::test]
 async fn after_the_grace_window_a_retry_ends_the_family() {
-    let app = TestApp::spawn_with(&[("REFRESH_REUSE_GRACE", "1s")]).await;
+    let clock = MovableClock::stopped();
+    let app = TestApp::builder()
+        .clock(clock.clone())
+        .var("REFRESH_REUSE_GRACE", "1s")
+        .spawn()
+        .await;
     let client = app.confidential_client().await;
     let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
     let a = str_of(&tokens, "refresh_token").to_owned();
@@ -236,7 +241,7 @@ async fn after_the_grace_window_a_retry_ends_the_family() {
     )
     .to_owned();
 
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    clock.advance(std::time::Duration::from_secs(2));
 
     assert_refresh_invalid_grant(&app, &client.basic(), &a, "the window has passed").await;
     assert_refresh_invalid_grant(&app, &client.basic(), &b, "the family ended").await;
@@ -361,11 +366,16 @@ async fn a_refresh_asking_for_a_scope_the_client_never_had_is_invalid_scope() {
 
 #[tokio::test]
 async fn an_expired_refresh_token_is_invalid_grant() {
-    let app = TestApp::spawn_with(&[("REFRESH_TOKEN_TTL", "1s")]).await;
+    let clock = MovableClock::stopped();
+    let app = TestApp::builder()
+        .clock(clock.clone())
+        .var("REFRESH_TOKEN_TTL", "1s")
+        .spawn()
+        .await;
     let client = app.confidential_client().await;
     let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
 
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    clock.advance(std::time::Duration::from_secs(2));
 
     assert_refresh_invalid_grant(
         &app,
@@ -416,16 +426,30 @@ async fn concurrent_presentations_of_one_refresh_token_yield_exactly_one_new_tok
 
 #[tokio::test]
 async fn the_refresh_token_lifetime_counts_from_each_tokens_issue() {
-    let app = TestApp::spawn_with(&[("REFRESH_TOKEN_TTL", "4s")]).await;
+    let clock = MovableClock::stopped();
+    let app = TestApp::builder()
+        .clock(clock.clone())
+        .var("REFRESH_TOKEN_TTL", "4s")
+        .spawn()
+        .await;
     let client = app.confidential_client().await;
     let (_, _, _, tokens) = app.user_tokens_as(&client.basic(), None).await;
 
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    clock.advance(std::time::Duration::from_secs(3));
     let b = refresh_ok(&app, &client.basic(), str_of(&tokens, "refresh_token")).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    clock.advance(std::time::Duration::from_secs(3));
 
-    // 5 s after the first token, 2.5 s after B: B is still within its own 4 s (SPEC §5).
-    refresh_ok(&app, &client.basic(), str_of(&b, "refresh_token")).await;
+    // 6 s after the first token, 3 s after B: B is still within its own 4 s (SPEC §5)...
+    let d = refresh_ok(&app, &client.basic(), str_of(&b, "refresh_token")).await;
+    // ...and D lives 4 s from its own issue, not one more.
+    clock.advance(std::time::Duration::from_secs(5));
+    assert_refresh_invalid_grant(
+        &app,
+        &client.basic(),
+        str_of(&d, "refresh_token"),
+        "5 s after its issue",
+    )
+    .await;
 }
 
 #[tokio::test]
