@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use sqlx::Connection as _;
 
 use crate::helpers::{
-    ServerProcess, TestDatabase, binary_command, free_port, random_kek, strong_password,
-    unique_username,
+    ServerProcess, TestConnection, TestDatabase, binary_command, free_port, random_kek,
+    strong_password, unique_username,
 };
 
 async fn start(dir: &std::path::Path, database: &TestDatabase, kek: &str) -> ServerProcess {
@@ -44,22 +43,7 @@ async fn start(dir: &std::path::Path, database: &TestDatabase, kek: &str) -> Ser
 }
 
 async fn users_in_database(url: &str) -> i64 {
-    let query = "select count(*) from users";
-    if url.starts_with("postgres") {
-        let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-        let (count,): (i64,) = sqlx::query_as(query)
-            .fetch_one(&mut connection)
-            .await
-            .unwrap();
-        count
-    } else {
-        let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-        let (count,): (i64,) = sqlx::query_as(query)
-            .fetch_one(&mut connection)
-            .await
-            .unwrap();
-        count
-    }
+    TestConnection::open(url).await.count_rows("users").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::helpers::{
-    MovableClock, TestApp, assert_error, header, strong_password, unique_username,
+    MovableClock, TestApp, TestConnection, assert_error, header, strong_password, unique_username,
 };
 
 /// A sign-in as a client behind the proxy (`X-Forwarded-For`); `browser` sends what a browser's
@@ -667,7 +667,7 @@ async fn an_attempt_the_busy_hasher_could_not_check_counts_nothing() {
 
 /// Rows in each table of the throttling state.
 async fn throttle_rows(url: &str) -> Vec<i64> {
-    use sqlx::Connection as _;
+    let mut connection = TestConnection::open(url).await;
     let mut counts = Vec::new();
     for table in [
         "signin_streaks",
@@ -675,21 +675,7 @@ async fn throttle_rows(url: &str) -> Vec<i64> {
         "trusted_signin_sources",
         "rate_limits",
     ] {
-        let query = format!("select count(*) from {table}");
-        let (count,): (i64,) = if url.starts_with("postgres") {
-            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-            sqlx::query_as(sqlx::AssertSqlSafe(query))
-                .fetch_one(&mut connection)
-                .await
-                .unwrap()
-        } else {
-            let mut connection = sqlx::SqliteConnection::connect(url).await.unwrap();
-            sqlx::query_as(sqlx::AssertSqlSafe(query))
-                .fetch_one(&mut connection)
-                .await
-                .unwrap()
-        };
-        counts.push(count);
+        counts.push(connection.count_rows(table).await);
     }
     counts
 }

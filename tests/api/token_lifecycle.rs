@@ -456,7 +456,6 @@ async fn retention_brings_the_token_tables_back_to_what_is_live() {
 /// (a used token and its live successor) and a revoked family; answers (live, revoked) tokens.
 async fn seed_before_families(url: &str) -> (String, String) {
     use sha2::Digest as _;
-    use sqlx::Connection as _;
     let migrations = if url.starts_with("sqlite:") {
         "migrations/sqlite"
     } else {
@@ -521,16 +520,8 @@ async fn seed_before_families(url: &str) -> (String, String) {
             }
         }};
     }
-    if url.starts_with("sqlite:") {
-        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a SQLite URL");
-        let mut conn = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
-            .await
-            .expect("open SQLite");
-        seed!(conn);
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
-        seed!(conn);
-    }
+    let mut database = crate::helpers::TestConnection::open(url).await;
+    crate::on_test_connection!(&mut database, conn => seed!(*conn));
     (live_token, revoked_token)
 }
 

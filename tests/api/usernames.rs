@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use reqwest::StatusCode;
-use sqlx::Connection as _;
 use uuid::Uuid;
 
 use crate::concurrency::signups_at_once;
-use crate::helpers::{TestApp, assert_error, strong_password};
+use crate::helpers::{TestApp, TestConnection, assert_error, strong_password};
 
 /// `alice` with a Cyrillic `а` (U+0430) in place of the Latin `a`.
 const CYRILLIC_ALICE: &str = "\u{430}lice";
@@ -127,30 +126,8 @@ async fn concurrent_signups_of_names_that_look_alike_create_exactly_one_user() {
     }
 }
 
-/// A connection to the test database, to write rows as an earlier version of the service did.
-enum Database {
-    Sqlite(sqlx::SqliteConnection),
-    Postgres(sqlx::PgConnection),
-}
-
-macro_rules! on_connection {
-    ($database:expr, $connection:ident => $body:expr) => {
-        match $database {
-            Database::Sqlite($connection) => $body,
-            Database::Postgres($connection) => $body,
-        }
-    };
-}
-
-impl Database {
-    async fn connect(url: &str) -> Database {
-        if url.starts_with("postgres") {
-            Database::Postgres(sqlx::PgConnection::connect(url).await.unwrap())
-        } else {
-            Database::Sqlite(sqlx::SqliteConnection::connect(url).await.unwrap())
-        }
-    }
-
+/// Writing rows as an earlier version of the service did.
+impl TestConnection {
     /// A user as signups stored them before usernames had a skeleton: the name as typed (NFKC)
     /// and its key, NFKC and case folded.
     async fn insert_user_without_skeleton(
@@ -161,7 +138,7 @@ impl Database {
         created_at: i64,
     ) -> Uuid {
         let id = Uuid::new_v4();
-        on_connection!(self, connection => {
+        crate::on_test_connection!(self, connection => {
             sqlx::query(
                 "insert into users (id, username, username_key, password_hash, created_at) \
                  values ($1, $2, $3, $4, $5)",
@@ -179,7 +156,7 @@ impl Database {
     }
 
     async fn password_hash(&mut self, key: &str) -> String {
-        on_connection!(self, connection => {
+        crate::on_test_connection!(self, connection => {
             let (hash,): (String,) =
                 sqlx::query_as("select password_hash from users where username_key = $1")
                     .bind(key)
@@ -191,7 +168,7 @@ impl Database {
     }
 
     async fn skeleton(&mut self, id: Uuid) -> Option<String> {
-        on_connection!(self, connection => {
+        crate::on_test_connection!(self, connection => {
             let (skeleton,): (Option<String>,) =
                 sqlx::query_as("select username_skeleton from users where id = $1")
                     .bind(id)
@@ -208,7 +185,7 @@ async fn start_up_fills_in_the_skeletons_of_earlier_users_and_they_keep_signing_
     let app = TestApp::spawn().await;
     let password = strong_password();
     app.signup("template", &password).await;
-    let mut database = Database::connect(app.database_url()).await;
+    let mut database = TestConnection::open(app.database_url()).await;
     let hash = database.password_hash("template").await;
     // Names the old rules accepted (`bob` with a Hangul filler, which NFKC makes U+1160). The
     // Cyrillic `аlice` came after `alice`: it keeps no skeleton, and both keep their accounts.
@@ -248,7 +225,7 @@ async fn start_up_fills_in_the_skeletons_of_earlier_users_and_they_keep_signing_
 async fn the_migrate_command_fills_in_the_skeletons_too() {
     let app = TestApp::spawn().await;
     app.signup("template", &strong_password()).await;
-    let mut database = Database::connect(app.database_url()).await;
+    let mut database = TestConnection::open(app.database_url()).await;
     let hash = database.password_hash("template").await;
     let carol = database
         .insert_user_without_skeleton("Carol", "carol", &hash, 1_000)

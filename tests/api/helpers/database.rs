@@ -1,0 +1,231 @@
+//! A database of the test's own: a SQLite file, or a PostgreSQL schema (or whole database),
+//! and connections of the test's own to look inside it.
+
+use super::*;
+
+/// A database that lives as long as any `TestApp` (or test) holds it.
+pub struct TestDatabase {
+    pub url: String,
+    /// Keeps the SQLite file's directory alive.
+    _dir: Option<tempfile::TempDir>,
+    /// For PostgreSQL: how to remove what the test made when it is dropped.
+    postgres_cleanup: Option<PostgresCleanup>,
+}
+
+/// What a PostgreSQL test database is, for dropping it: a schema of its own in the server's
+/// test database (most tests), or a whole database (tests that take their database away).
+enum PostgresCleanup {
+    Schema { admin_url: String, name: String },
+    Database { admin_url: String, name: String },
+}
+
+/// The PostgreSQL server the suite runs on, when `TEST_DATABASE_URL` names one.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+}
+
+impl TestDatabase {
+    /// A fresh, empty database: a SQLite file in a temporary directory by default, or, when
+    /// `TEST_DATABASE_URL` names a PostgreSQL server, a schema of its own in that server's
+    /// database, made the connections' `search_path` by the URL (a schema costs a tenth of
+    /// what a database does to create and drop).
+    pub async fn create() -> Arc<TestDatabase> {
+        match postgres_admin_url() {
+            Some(admin_url) => Arc::new(Self::create_postgres_schema(&admin_url).await),
+            None => Arc::new(Self::create_sqlite()),
+        }
+    }
+
+    /// Like `create`, but on PostgreSQL a whole database of its own: for tests that cut every
+    /// connection to it or refuse new ones (`postgres_database_name`).
+    pub async fn create_own_database() -> Arc<TestDatabase> {
+        match postgres_admin_url() {
+            Some(admin_url) => Arc::new(Self::create_postgres_database(&admin_url).await),
+            None => Arc::new(Self::create_sqlite()),
+        }
+    }
+
+    fn create_sqlite() -> TestDatabase {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}/auth.db", dir.path().display());
+        TestDatabase {
+            url,
+            _dir: Some(dir),
+            postgres_cleanup: None,
+        }
+    }
+
+    async fn create_postgres_schema(admin_url: &str) -> TestDatabase {
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        execute_on_server(admin_url, &format!(r#"create schema "{name}""#)).await;
+        let separator = if admin_url.contains('?') { '&' } else { '?' };
+        TestDatabase {
+            url: format!("{admin_url}{separator}options=-c%20search_path%3D{name}"),
+            _dir: None,
+            postgres_cleanup: Some(PostgresCleanup::Schema {
+                admin_url: admin_url.to_owned(),
+                name,
+            }),
+        }
+    }
+
+    async fn create_postgres_database(admin_url: &str) -> TestDatabase {
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        execute_on_server(admin_url, &format!(r#"create database "{name}""#)).await;
+        TestDatabase {
+            url: replace_database(admin_url, &name),
+            _dir: None,
+            postgres_cleanup: Some(PostgresCleanup::Database {
+                admin_url: admin_url.to_owned(),
+                name,
+            }),
+        }
+    }
+
+    /// The name of the PostgreSQL database of `create_own_database`.
+    pub fn postgres_database_name(&self) -> &str {
+        match &self.postgres_cleanup {
+            Some(PostgresCleanup::Database { name, .. }) => name,
+            _ => panic!("not a PostgreSQL database of its own: use create_own_database"),
+        }
+    }
+}
+
+/// Runs one statement on the PostgreSQL server of `admin_url`, on a connection of its own.
+/// The database named in the URL may not exist; the server's own `postgres` database does.
+pub async fn execute_on_server(admin_url: &str, statement: &str) {
+    use sqlx::{Connection as _, Executor as _};
+    let mut conn = match sqlx::PgConnection::connect(admin_url).await {
+        Ok(conn) => conn,
+        Err(_) => sqlx::PgConnection::connect(&replace_database(admin_url, "postgres"))
+            .await
+            .expect("connect to the PostgreSQL server named by TEST_DATABASE_URL"),
+    };
+    conn.execute(sqlx::AssertSqlSafe(statement.to_owned()))
+        .await
+        .unwrap_or_else(|error| panic!("{statement}: {error}"));
+    conn.close().await.ok();
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Best effort: drop the PostgreSQL schema or database on a thread of its own, since a
+        // destructor cannot await. One left behind is harmless.
+        let Some(cleanup) = self.postgres_cleanup.take() else {
+            return;
+        };
+        let (admin_url, statement) = match cleanup {
+            PostgresCleanup::Schema { admin_url, name } => (
+                admin_url,
+                format!(r#"drop schema if exists "{name}" cascade"#),
+            ),
+            PostgresCleanup::Database { admin_url, name } => (
+                admin_url,
+                format!(r#"drop database if exists "{name}" with (force)"#),
+            ),
+        };
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::{Connection as _, Executor as _};
+                let connect = async {
+                    match sqlx::PgConnection::connect(&admin_url).await {
+                        Ok(conn) => Some(conn),
+                        Err(_) => {
+                            sqlx::PgConnection::connect(&replace_database(&admin_url, "postgres"))
+                                .await
+                                .ok()
+                        }
+                    }
+                };
+                if let Ok(Some(mut conn)) =
+                    tokio::time::timeout(Duration::from_secs(5), connect).await
+                {
+                    let drop_it = conn.execute(sqlx::AssertSqlSafe(statement));
+                    let _ = tokio::time::timeout(Duration::from_secs(10), drop_it).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// `postgres://user@host:port/old?opts` with the database name replaced.
+fn replace_database(url: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let (authority, path_and_query) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let query = path_and_query
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    format!("{scheme}://{authority}/{database}{query}")
+}
+
+/// A connection of the test's own to a test database, on either engine. The statements a test
+/// runs are written for both (`$1` parameters work on both).
+pub enum TestConnection {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// Runs `$body` with `$connection` bound to the open connection, whichever engine it is on.
+#[macro_export]
+macro_rules! on_test_connection {
+    ($database:expr, $connection:ident => $body:expr) => {
+        match $database {
+            $crate::helpers::TestConnection::Sqlite($connection) => $body,
+            $crate::helpers::TestConnection::Postgres($connection) => $body,
+        }
+    };
+}
+
+impl TestConnection {
+    /// Opens `url`; a SQLite file is created if missing (to seed a database before the
+    /// service first starts on it).
+    pub async fn open(url: &str) -> TestConnection {
+        use sqlx::Connection as _;
+        if url.starts_with("sqlite:") {
+            let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a SQLite URL");
+            let connection = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+                .await
+                .expect("open SQLite");
+            TestConnection::Sqlite(connection)
+        } else {
+            let connection = sqlx::PgConnection::connect(url)
+                .await
+                .expect("connect to PostgreSQL");
+            TestConnection::Postgres(connection)
+        }
+    }
+
+    pub async fn execute(&mut self, statement: &str) {
+        let statement = statement.to_owned();
+        on_test_connection!(self, connection => {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *connection)
+                .await
+                .expect("the statement runs");
+        })
+    }
+
+    pub async fn count_rows(&mut self, table: &str) -> i64 {
+        let statement = format!("select count(*) from {table}");
+        let (count,): (i64,) = on_test_connection!(self, connection => {
+            sqlx::query_as(sqlx::AssertSqlSafe(statement))
+                .fetch_one(&mut *connection)
+                .await
+                .expect("count rows")
+        });
+        count
+    }
+}
