@@ -212,7 +212,7 @@ impl Application {
             hasher: Arc::new(hasher),
             tokens,
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
-            client_cache: ClientCache::new(config.client_cache_ttl),
+            client_cache: ClientCache::new(config.client_cache_ttl, Arc::clone(&clock)),
             clock: Arc::clone(&clock),
             jwks_cache_control: crate::http::jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,
