@@ -46,9 +46,11 @@ impl KeySetCache {
         let read_at = latest.read_at?;
         // A `now` a little behind `read_at` (a request that took its time before a concurrent
         // read) counts as fresh.
-        (now - read_at < self.ttl)
-            .then(|| latest.key_set.as_ref().map(Arc::clone))
-            .flatten()
+        if now - read_at < self.ttl {
+            latest.key_set.clone()
+        } else {
+            None
+        }
     }
 
     /// After a change to the key table: the next caller reads it again.
