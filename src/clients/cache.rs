@@ -56,8 +56,9 @@ impl ClientCache {
             return store.client_by_id(client_id).await;
         };
         let now = copies.clock.now();
+        // A clock set back by a TTL or more reads again, like one moved on by a TTL.
         if let Some(copy) = copies.rows.get(client_id).await
-            && now - copy.read_at < copies.ttl
+            && (now - copy.read_at).unsigned_abs() < copies.ttl
         {
             return Ok(Some(copy.row));
         }
@@ -128,6 +129,19 @@ mod tests {
             cache.client_by_id(&store, "c1").await.unwrap().is_none(),
             "read again once the TTL has passed"
         );
+    }
+
+    #[tokio::test]
+    async fn a_clock_set_back_by_the_ttl_reads_the_client_again() {
+        let store = store_with_client("c1").await;
+        let clock = Arc::new(StoppedClock(AtomicI64::new(1_000)));
+        let cache = ClientCache::new(Duration::from_secs(3), clock.clone());
+        assert!(cache.client_by_id(&store, "c1").await.unwrap().is_some());
+        assert!(store.delete_client("c1", 1_000).await.unwrap());
+        clock.0.store(998, Ordering::SeqCst);
+        assert!(cache.client_by_id(&store, "c1").await.unwrap().is_some());
+        clock.0.store(997, Ordering::SeqCst);
+        assert!(cache.client_by_id(&store, "c1").await.unwrap().is_none());
     }
 
     #[tokio::test]

@@ -45,8 +45,9 @@ impl KeySetCache {
         let latest = self.latest.read().ok()?;
         let read_at = latest.read_at?;
         // A `now` a little behind `read_at` (a request that took its time before a concurrent
-        // read) counts as fresh.
-        if now - read_at < self.ttl {
+        // read) counts as fresh; a clock set back by a TTL or more does not, so a step back of
+        // the system clock never keeps a key set longer than that.
+        if (now - read_at).unsigned_abs() < self.ttl {
             latest.key_set.clone()
         } else {
             None
@@ -181,6 +182,23 @@ mod tests {
             .await
             .unwrap();
         assert!(!Arc::ptr_eq(&first, &reread));
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_clock_set_back_by_a_ttl_or_more_reads_again() {
+        let cache = KeySetCache::new(TTL);
+        let reads = AtomicUsize::new(0);
+        cache
+            .get_or_read(at(1_000), || counted(&reads))
+            .await
+            .unwrap();
+        assert!(cache.fresh(at(991)).is_some(), "a request a little behind");
+        assert!(cache.fresh(at(990)).is_none());
+        cache
+            .get_or_read(at(990), || counted(&reads))
+            .await
+            .unwrap();
         assert_eq!(reads.load(Ordering::SeqCst), 2);
     }
 
