@@ -12,9 +12,11 @@
 //! - `password/argon2id_verify`: `PasswordHasher::verify` of the right password against such a hash.
 //!
 //! The async calls run on a current-thread Tokio runtime, one `block_on` per iteration, so each
-//! figure includes that (small) overhead. The key ring keeps its default `KEY_CACHE_TTL` (10s):
-//! as in the server, one load in that interval re-reads the key table. The key and the database
-//! live in a temporary folder. Run with:
+//! figure includes that (small) overhead. The key ring keeps its default `KEY_CACHE_TTL` (10s),
+//! counted on the `now` each call passes: every call here is made at one instant, so the key
+//! table is read once and the key set is served from memory after (the server re-reads it and
+//! builds the set `render_key_set` measures once per TTL). The key and the database live in a
+//! temporary folder. Run with:
 //!
 //! ```text
 //! cargo bench --bench hot_paths

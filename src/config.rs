@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use secrecy::SecretBox;
 
+use crate::keys::encryption::KeyEncryptionKey;
+use crate::keys::kek::parse_kek_list;
 use crate::oauth::Scope;
 
 /// A configuration value that could not be used; the message names the variable.
@@ -60,9 +61,6 @@ impl fmt::Debug for DatabaseUrl {
         write!(f, "DatabaseUrl({self})")
     }
 }
-
-/// One 256-bit key-encryption key (AES-256-GCM), kept out of `Debug` output.
-pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
 
 /// Where the key-encryption keys come from.
 #[derive(Debug)]
@@ -526,26 +524,6 @@ impl Vars<'_> {
         })?;
         Ok(KekSource::Environment(keys))
     }
-}
-
-/// Parses a comma-separated list of base64 32-byte keys (SPEC §5).
-pub fn parse_kek_list(list: &str) -> Result<Vec<KeyEncryptionKey>, String> {
-    use base64::Engine as _;
-    let mut keys = Vec::new();
-    for (index, entry) in list.split(',').map(str::trim).enumerate() {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(entry)
-            .map_err(|_| format!("entry {} is not standard base64", index + 1))?;
-        let key: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| {
-            format!(
-                "entry {} is {} bytes; it must be 32 random bytes in base64 (openssl rand -base64 32)",
-                index + 1,
-                bytes.len()
-            )
-        })?;
-        keys.push(SecretBox::new(Box::new(key)));
-    }
-    Ok(keys)
 }
 
 #[cfg(test)]

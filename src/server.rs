@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret as _, SecretBox};
 use tokio::net::TcpListener;
 
 use crate::clients::{Client, ClientCache};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, KekSource};
 use crate::http::RouterSettings;
 use crate::http::connections::{self, ConnectionLimits};
 use crate::http::state::{AppState, Shared};
@@ -101,7 +102,14 @@ fn key_encryption_keys(config: &Config) -> Result<KeyEncryptionKeys, StartupErro
              opened without it"
         );
     }
-    Ok(KeyEncryptionKeys::new(kek::load(&config.kek_source)?))
+    let keys = match &config.kek_source {
+        KekSource::Environment(keys) => keys
+            .iter()
+            .map(|key| SecretBox::new(Box::new(*key.expose_secret())))
+            .collect(),
+        KekSource::File(path) | KekSource::DefaultFile(path) => kek::load_or_create_file(path)?,
+    };
+    Ok(KeyEncryptionKeys::new(keys))
 }
 
 pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
@@ -114,7 +122,8 @@ pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
     }
 }
 
-/// The key ring over `store`, for the operator commands (`keys ...`).
+/// The key ring over `store`, as the server, the operator commands (`keys ...`), the
+/// benchmarks and the examples open it.
 pub fn open_key_ring(config: &Config, store: Store) -> Result<KeyRing, StartupError> {
     let keks = key_encryption_keys(config)?;
     Ok(KeyRing::new(store, keks, key_ring_settings(config)))
@@ -133,7 +142,7 @@ impl Application {
         config.require_shared_kek()?;
         let store = open_store(&config).await?;
         tracing::info!(database = %store.location(), "opened the database");
-        let keks = key_encryption_keys(&config)?;
+        let keys = Arc::new(open_key_ring(&config, store.clone())?);
 
         let address = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(address)
@@ -154,11 +163,6 @@ impl Application {
         let issuer = config.issuer_for_port(port);
         let secure_cookies = issuer.starts_with("https://");
 
-        let keys = Arc::new(KeyRing::new(
-            store.clone(),
-            keks,
-            key_ring_settings(&config),
-        ));
         keys.ensure_ready(clock.now()).await?;
 
         let argon2 = config.argon2;
@@ -208,7 +212,7 @@ impl Application {
             hasher: Arc::new(hasher),
             tokens,
             first_party: Arc::new(Client::first_party(&config.first_party_client_id)),
-            client_cache: ClientCache::new(config.client_cache_ttl),
+            client_cache: ClientCache::new(config.client_cache_ttl, Arc::clone(&clock)),
             clock: Arc::clone(&clock),
             jwks_cache_control: crate::http::jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,

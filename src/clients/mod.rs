@@ -1,7 +1,9 @@
 //! OAuth clients: the built-in first-party client, registered clients, and client
 //! authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3).
 
-use std::time::Duration;
+mod cache;
+
+pub use cache::ClientCache;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -128,48 +130,6 @@ pub enum ClientAuthError {
     OAuth(#[from] OAuthError),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// Clients read from the database, kept for `CLIENT_CACHE_TTL` (default 1 s).
-///
-/// Each replica keeps a client it read for that long (the other replicas cannot be told of a
-/// deletion, which `clients delete` makes from its own process), so a deleted client is refused
-/// everywhere within the TTL. In exchange a busy client costs one database read per TTL instead
-/// of one per token: that read is a fifth of a client-credentials token's cost on SQLite
-/// (BENCHMARKS.md measures both). `0s` turns the cache off and reads the client per request.
-pub struct ClientCache(Option<moka::future::Cache<String, ClientRow>>);
-
-/// Enough for every client of a large deployment; only clients that exist are kept, so
-/// requests naming made-up clients cannot fill it.
-const CLIENT_CACHE_CAPACITY: u64 = 10_000;
-
-impl ClientCache {
-    pub fn new(ttl: Duration) -> Self {
-        ClientCache((!ttl.is_zero()).then(|| {
-            moka::future::Cache::builder()
-                .max_capacity(CLIENT_CACHE_CAPACITY)
-                .time_to_live(ttl)
-                .build()
-        }))
-    }
-
-    async fn client_by_id(
-        &self,
-        store: &Store,
-        client_id: &str,
-    ) -> Result<Option<ClientRow>, StoreError> {
-        let Some(cache) = &self.0 else {
-            return store.client_by_id(client_id).await;
-        };
-        if let Some(row) = cache.get(client_id).await {
-            return Ok(Some(row));
-        }
-        let row = store.client_by_id(client_id).await?;
-        if let Some(row) = &row {
-            cache.insert(client_id.to_owned(), row.clone()).await;
-        }
-        Ok(row)
-    }
 }
 
 /// Authenticates the client of a request. Secrets are compared as SHA-256 digests in constant

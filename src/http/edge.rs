@@ -189,8 +189,9 @@ fn answer_jwks_at_edge(state: &AppState, request: &Request) -> Option<Response> 
         return None;
     }
     let started = Instant::now();
-    let key_set = state.tokens.keys().fresh_key_set()?;
-    let now = state.clock.now().unix_timestamp();
+    let now = state.clock.now();
+    let key_set = state.tokens.keys().fresh_key_set(now)?;
+    let now = now.unix_timestamp();
     let if_none_match = request.headers().get(header::IF_NONE_MATCH);
     let mut response = routes::jwks::respond(state, &key_set, now, if_none_match);
     response

@@ -4,14 +4,15 @@
 //! key id is the associated data, so a ciphertext moved onto another key's row fails to decrypt.
 
 use openssl::symm::{Cipher, decrypt_aead, encrypt_aead};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretBox};
 use zeroize::Zeroizing;
-
-use crate::config::KeyEncryptionKey;
 
 const FORMAT_VERSION: u8 = 1;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+
+/// One 256-bit key-encryption key (AES-256-GCM), kept out of `Debug` output.
+pub type KeyEncryptionKey = SecretBox<[u8; 32]>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncryptionError {
@@ -84,7 +85,6 @@ impl KeyEncryptionKeys {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use secrecy::SecretBox;
 
     fn kek(byte: u8) -> KeyEncryptionKey {
         SecretBox::new(Box::new([byte; 32]))

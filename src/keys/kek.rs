@@ -1,4 +1,5 @@
-//! Finding the key-encryption keys: `KEY_ENCRYPTION_KEY`, or a local file made on first run.
+//! The key-encryption keys as written down: a comma-separated list of base64 keys (the value of
+//! `KEY_ENCRYPTION_KEY`, or the contents of a key file), and the local file made on first run.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -7,7 +8,7 @@ use base64::Engine as _;
 use secrecy::SecretBox;
 use zeroize::Zeroizing;
 
-use crate::config::{KekSource, KeyEncryptionKey, parse_kek_list};
+use super::encryption::KeyEncryptionKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KekError {
@@ -15,22 +16,29 @@ pub enum KekError {
     File { path: String, reason: String },
 }
 
-/// Resolves the configured source into keys. A missing file is generated with mode 0600, only
-/// when no `KEY_ENCRYPTION_KEY` is configured (SPEC §1).
-pub fn load(source: &KekSource) -> Result<Vec<KeyEncryptionKey>, KekError> {
-    match source {
-        KekSource::Environment(keys) => Ok(keys
-            .iter()
-            .map(|key| {
-                use secrecy::ExposeSecret as _;
-                SecretBox::new(Box::new(*key.expose_secret()))
-            })
-            .collect()),
-        KekSource::File(path) | KekSource::DefaultFile(path) => load_or_create_file(path),
+/// Parses a comma-separated list of base64 32-byte keys (SPEC §5). The reason never shows key
+/// material, even a malformed one.
+pub fn parse_kek_list(list: &str) -> Result<Vec<KeyEncryptionKey>, String> {
+    let mut keys = Vec::new();
+    for (index, entry) in list.split(',').map(str::trim).enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(entry)
+            .map_err(|_| format!("entry {} is not standard base64", index + 1))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| {
+            format!(
+                "entry {} is {} bytes; it must be 32 random bytes in base64 (openssl rand -base64 32)",
+                index + 1,
+                bytes.len()
+            )
+        })?;
+        keys.push(SecretBox::new(Box::new(key)));
     }
+    Ok(keys)
 }
 
-fn load_or_create_file(path: &Path) -> Result<Vec<KeyEncryptionKey>, KekError> {
+/// Reads the keys from the file at `path`, or generates one key there with mode 0600 when the
+/// file is missing (SPEC §1).
+pub fn load_or_create_file(path: &Path) -> Result<Vec<KeyEncryptionKey>, KekError> {
     let fail = |reason: String| KekError::File {
         path: path.display().to_string(),
         reason,

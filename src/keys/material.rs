@@ -1,7 +1,7 @@
 //! RSA key material: generation with the `rsa` crate, the public JWK, and the RFC 7638 thumbprint.
 //!
 //! The `rsa` crate only generates keys here. Its private-key operations leak timing
-//! (RUSTSEC-2023-0071), so signing goes through OpenSSL via josekit (see `ring.rs`).
+//! (RUSTSEC-2023-0071), so signing goes through OpenSSL via josekit (see `signer.rs`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
