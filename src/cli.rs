@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve,
     /// Apply the database migrations and exit.
     Migrate,
     /// Manage registered OAuth clients.
@@ -40,14 +40,6 @@ pub enum Command {
     /// Inspect and rotate the signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-}
-
-#[derive(Debug, Default, Args)]
-pub struct ServeArgs {
-    /// Also serve the JWKS bytes from a bare route, `/benchmark/bare-jwks`, outside every
-    /// middleware layer: the HTTP ceiling the benchmark compares the real JWKS route with.
-    #[arg(long, hide = true)]
-    pub benchmark_bare_route: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use user_auth_service::cli::{self, Cli, Command, ServeArgs};
+use user_auth_service::cli::{self, Cli, Command};
 use user_auth_service::config::{Config, redact};
 use user_auth_service::server::{self, Application};
 use user_auth_service::telemetry;
@@ -31,8 +31,8 @@ async fn main() -> ExitCode {
     let database_url = config.database_url.clone();
     telemetry::init(config.log_format);
     let now = time::OffsetDateTime::now_utc();
-    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => serve(config, args).await,
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
         Command::Migrate => server::open_store(&config)
             .await
             .map(|_| eprintln!("migrations applied"))
@@ -77,16 +77,10 @@ fn print(answer: Result<serde_json::Value, String>) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(config: Config, args: ServeArgs) -> Result<(), String> {
-    let mut app = Application::build(config)
+async fn serve(config: Config) -> Result<(), String> {
+    let app = Application::build(config)
         .await
         .map_err(|error| error.to_string())?;
-    if args.benchmark_bare_route {
-        app = app
-            .with_benchmark_bare_route()
-            .await
-            .map_err(|error| error.to_string())?;
-    }
     tracing::info!(
         address = %app.local_addr(),
         management = %app.management_addr(),

@@ -55,7 +55,6 @@ pub struct Application {
     management_listener: TcpListener,
     management: crate::http::Management,
     store: Store,
-    keys: Arc<KeyRing>,
     maintenance: Maintenance,
     shutdown_timeout: Duration,
     connection_limits: ConnectionLimits,
@@ -197,7 +196,7 @@ impl Application {
         ));
         let maintenance = Maintenance {
             store: store.clone(),
-            keys: Arc::clone(&keys),
+            keys,
             tokens: Arc::clone(&tokens),
             clock: Arc::clone(&clock),
             // Often enough that a scheduled key is made well within its lead time.
@@ -238,7 +237,6 @@ impl Application {
             management_listener,
             management,
             store,
-            keys,
             maintenance,
             shutdown_timeout: config.shutdown_timeout,
             connection_limits: ConnectionLimits {
@@ -247,21 +245,6 @@ impl Application {
                 max_connections: config.max_connections,
             },
         })
-    }
-
-    /// Adds `/benchmark/bare-jwks`: today's JWKS bytes from a bare axum route outside every
-    /// layer, the ceiling of what the HTTP stack can serve (see `BENCHMARKS.md`).
-    pub async fn with_benchmark_bare_route(mut self) -> Result<Self, StartupError> {
-        let now = self.maintenance.clock.now();
-        let body = self
-            .keys
-            .load(now)
-            .await?
-            .jwks(now.unix_timestamp())
-            .body
-            .clone();
-        self.service = crate::http::with_bare_route(self.service, body);
-        Ok(self)
     }
 
     /// The public service itself, for callers that drive it in process (`tower::ServiceExt`)

@@ -46,7 +46,7 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
-/// Serves `service` (the public `Edge`, or the management router) on `listener` until `shutdown`
+/// Serves `service` (the public service, or the management router) on `listener` until `shutdown`
 /// completes; then stops accepting and gives the requests in flight up to `shutdown_timeout` to
 /// finish.
 pub async fn serve<S>(
@@ -95,7 +95,8 @@ pub async fn serve<S>(
                 let mut request = request.map(Body::new);
                 // The client address the handlers read (`ClientAddress`).
                 request.extensions_mut().insert(ConnectInfo(peer));
-                // Both services are always ready (`Edge::poll_ready`, axum's `Router`).
+                // Both services are always ready: axum's `Router` is, and every layer around it
+                // passes its readiness on.
                 let answer = service.clone().call(request);
                 async move {
                     let answer = answer.await;

@@ -2,26 +2,28 @@
 //! module that knows axum.
 
 pub mod connections;
-mod edge;
 pub mod error;
 pub mod extract;
+mod layers;
 pub mod openapi;
 pub mod routes;
 pub mod state;
 
-use std::time::Duration;
-
-use axum::Router;
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use tower::ServiceBuilder;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower::util::BoxCloneSyncService;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::OpenApi as _;
@@ -35,14 +37,8 @@ use error::ApiError;
 /// SPEC §5: bodies over 16 KiB get 413 everywhere.
 pub const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
-const JWKS_PATH: &str = "/.well-known/jwks.json";
-/// The benchmark's ceiling route (`serve --benchmark-bare-route`).
-const BARE_ROUTE_PATH: &str = "/benchmark/bare-jwks";
-
-pub use edge::Edge;
-
 /// The public listener's whole service: what `serve` runs and what in-process tests call.
-pub type PublicService = Edge;
+pub type PublicService = BoxCloneSyncService<Request, Response, Infallible>;
 
 pub struct RouterSettings {
     pub cors_allowed_origins: Vec<String>,
@@ -51,8 +47,37 @@ pub struct RouterSettings {
     pub public_scopes: Scope,
 }
 
-/// The whole service: the edge in front of the router.
+/// The whole public service: the router inside one stack of layers, applied once around it
+/// (outermost first): the request id, the request's span, the security headers, CORS (so that
+/// preflights are answered for every path), errors in our JSON body, the timeout, the body limit.
 pub fn service(state: AppState, settings: &RouterSettings) -> PublicService {
+    let service = ServiceBuilder::new()
+        .map_request(layers::without_unusable_request_id)
+        .layer(SetRequestIdLayer::new(
+            layers::REQUEST_ID,
+            layers::NewRequestId,
+        ))
+        .layer(PropagateRequestIdLayer::new(layers::REQUEST_ID))
+        .map_response(|response: Response<_>| response.map(Body::new))
+        .layer(layers::trace())
+        .layer(layers::security_headers())
+        .layer(layers::cors(&settings.cors_allowed_origins))
+        .map_response(layers::in_json_error_body)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .map_response(|response: Response<_>| response.map(Body::new))
+        // A declared oversized body is refused before anything reads it; one without a length
+        // is cut at the limit as the extractors read it.
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .service(router(state, settings));
+    BoxCloneSyncService::new(service)
+}
+
+/// The routes, each with what is its own alone (`no-store` on the token routes, the docs'
+/// content security policy), and the metrics, which need the matched route.
+fn router(state: AppState, settings: &RouterSettings) -> Router {
     // Tokens must never be cached by a proxy or browser (RFC 6749 §5.1).
     let no_store = SetResponseHeaderLayer::overriding(
         header::CACHE_CONTROL,
@@ -85,37 +110,40 @@ pub fn service(state: AppState, settings: &RouterSettings) -> PublicService {
         )
         .with_state(Arc::new(metadata));
     let public = Router::new()
-        .route(JWKS_PATH, get(routes::jwks::jwks))
+        .route("/.well-known/jwks.json", get(routes::jwks::jwks))
+        .route("/openapi.json", get(openapi_json))
         .merge(discovery);
     // `/metrics` is on the management listener only (`management`, SPEC §9).
     let operations = Router::new()
         .route("/", get(routes::root::root))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz));
+    // The page reads the document that `/openapi.json` serves with the API's policy.
+    let docs = Router::from(
+        SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+    )
+    .layer(SetResponseHeaderLayer::overriding(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(layers::DOCS_CSP),
+    ));
 
-    let router = Router::new()
+    Router::new()
         .merge(api)
         .merge(public)
         .merge(operations)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .merge(docs)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state.metrics),
             record_metrics,
         ))
-        .with_state(state.clone())
-        .layer(
-            ServiceBuilder::new()
-                // On every route and the fallbacks, so that preflights are answered for all.
-                .layer(cors(&settings.cors_allowed_origins))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    settings.request_timeout,
-                ))
-                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
-        );
-    Edge::new(state, router)
+        .with_state(state)
+}
+
+/// The OpenAPI document of every endpoint, for `/docs` and for clients.
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi::ApiDoc::openapi())
 }
 
 /// SPEC §2: verifiers may cache the JWKS for `JWKS_MAX_AGE`, then must ask again.
@@ -134,8 +162,6 @@ pub type Management = Router;
 /// Prometheus and the orchestrator, never exposed with the public port. Its requests are not
 /// counted in the HTTP metrics: scrapes and probes would be most of them.
 pub fn management(state: AppState, settings: &RouterSettings) -> Management {
-    let header =
-        |name, value| SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value));
     Router::new()
         .route("/metrics", get(routes::health::metrics))
         .route("/healthz", get(routes::health::healthz))
@@ -146,44 +172,13 @@ pub fn management(state: AppState, settings: &RouterSettings) -> Management {
         .layer(
             ServiceBuilder::new()
                 // The public port's protective headers, in case a browser is pointed here.
-                .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-                .layer(header(header::REFERRER_POLICY, "no-referrer"))
-                .layer(header(header::CONTENT_SECURITY_POLICY, edge::API_CSP))
+                .layer(layers::security_headers())
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     settings.request_timeout,
                 ))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
         )
-}
-
-/// `service` plus `GET /benchmark/bare-jwks` answering `body` with no layer at all, past the
-/// edge: what axum and hyper alone cost, for the benchmark to hold the real JWKS against.
-pub fn with_bare_route(service: Edge, body: bytes::Bytes) -> Edge {
-    let bare = Router::new().route(
-        BARE_ROUTE_PATH,
-        get(move || {
-            let body = body.clone();
-            async move { ([(header::CONTENT_TYPE, "application/json")], body) }
-        }),
-    );
-    service.with_bare_route(bare)
-}
-
-/// The API answers the configured browser origins only; the public documents (JWKS, discovery)
-/// are open to every origin (SPEC §1).
-fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|origin| HeaderValue::from_str(origin).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |origin, request| {
-            request.uri.path().starts_with("/.well-known/") || origins.contains(origin)
-        }))
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
 /// Counts each request and its latency by route pattern and status.

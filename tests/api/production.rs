@@ -220,8 +220,7 @@ async fn the_jwks_is_one_answer_with_or_without_an_origin_and_every_request_is_c
     let not_modified = [("route", path), ("method", "GET"), ("status", "304")];
     let before = scrape(&app).await;
 
-    // Without an Origin the key set in memory answers at the edge; with one, the route
-    // behind the CORS layer answers. A client must not tell them apart.
+    // With an Origin or without, the answer is the same but for the CORS headers.
     let plain = app.get(path).await;
     let cross_origin = app
         .client

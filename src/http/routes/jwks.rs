@@ -43,9 +43,8 @@ pub async fn jwks(State(state): State<AppState>, request: Request) -> Result<Res
     ))
 }
 
-/// The JWKS answer from a key set in hand: by the route above, and by the HTTP edge directly
-/// when the key set is fresh in memory (`http::edge`).
-pub fn respond(
+/// The JWKS answer from a key set in hand.
+fn respond(
     state: &AppState,
     key_set: &KeySet,
     now: i64,
@@ -59,7 +58,7 @@ pub fn respond(
                 .map(|tag| tag.trim().trim_start_matches("W/"))
                 .any(|tag| tag.as_bytes() == &jwks.etag[..] || tag == "*")
         });
-    // Room for the headers the edge adds too, so that the map does not grow per request.
+    // Room for the headers the layers add too, so that the map does not grow per request.
     let mut headers = HeaderMap::with_capacity(16);
     let mut response = if not_modified {
         let mut response = Response::new(Body::empty());
