@@ -219,7 +219,8 @@ pub async fn keys(
     Ok(answer)
 }
 
-fn describe(client: &Client) -> Value {
+/// A client as `clients create` and `clients list` print it (never its secret).
+pub fn describe(client: &Client) -> Value {
     json!({
         "client_id": client.id,
         "name": client.name,

@@ -6,22 +6,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_json_error, header, jwt_parts};
-
-async fn assert_invalid_token(response: reqwest::Response, case: &str) {
-    let challenge = header(&response, "www-authenticate");
-    let (status, body) = assert_json_error(response).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "{case}: {body}");
-    assert!(
-        challenge.starts_with("Bearer"),
-        "{case}: a Bearer challenge: {challenge:?}"
-    );
-    assert!(
-        challenge.contains(r#"error="invalid_token""#),
-        "{case}: error=\"invalid_token\" in {challenge:?}"
-    );
-    assert_eq!(body["error"], "invalid_token", "{case}: {body}");
-}
+use crate::helpers::{TestApp, assert_invalid_token, assert_json_error, header, jwt_parts};
 
 #[tokio::test]
 async fn me_with_the_signup_token_answers_200_with_the_user() {

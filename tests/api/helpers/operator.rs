@@ -82,14 +82,8 @@ impl TestApp {
         let (client, secret) = clients::register(&self.store, new, self.clock.now())
             .await
             .expect("the client is registered");
-        let mut created = json!({
-            "client_id": client.id,
-            "name": client.name,
-            "public": client.public,
-            "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-            "scope": client.scopes.to_string(),
-            "introspect": client.may_introspect,
-        });
+        // What `clients create` prints, secret included.
+        let mut created = user_auth_service::cli::describe(&client);
         if let Some(secret) = &secret {
             created["client_secret"] = Value::String(secret.to_string());
         }
