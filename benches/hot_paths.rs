@@ -37,7 +37,7 @@ use user_auth_service::keys::KeySet;
 use user_auth_service::oauth::Scope;
 use user_auth_service::store::Store;
 use user_auth_service::tokens::{TokenIssuer, TokenSettings};
-use user_auth_service::users::hashing::PasswordHasher;
+use user_auth_service::users::hashing::{HasherSettings, PasswordHasher};
 use user_auth_service::users::password::Password;
 
 const CLIENT_ID: &str = "bench-client";
@@ -97,8 +97,13 @@ impl Fixture {
             },
         );
         // Blocks while it computes its dummy hash: called here, outside the runtime.
-        let hasher = PasswordHasher::new(config.argon2, 1, Duration::from_secs(60), 16)
-            .expect("the password hasher starts");
+        let hasher = PasswordHasher::new(HasherSettings {
+            concurrency: 1,
+            queue_timeout: Duration::from_secs(60),
+            max_waiting: 16,
+            ..config.hasher_settings()
+        })
+        .expect("the password hasher starts");
         let scope = Scope::parse("reports:read").expect("a valid scope");
         Fixture {
             runtime,

@@ -26,7 +26,7 @@ use user_auth_service::config::Config;
 use user_auth_service::oauth::Scope;
 use user_auth_service::store::Store;
 use user_auth_service::tokens::{TokenIssuer, TokenSettings};
-use user_auth_service::users::hashing::PasswordHasher;
+use user_auth_service::users::hashing::{HasherSettings, PasswordHasher};
 use user_auth_service::users::password::Password;
 
 /// Which ceilings to measure (the second argument): `bench/run` measures each again beside the
@@ -186,13 +186,16 @@ async fn signatures(config: &Config, window: Duration) -> Result<(f64, f64), Str
 
 /// Argon2 verifications per second with one hashing thread, then with all of them at once.
 async fn hashes(config: &Config, window: Duration) -> Result<(f64, f64), String> {
-    let argon2 = config.argon2;
-    let hasher = tokio::task::spawn_blocking(move || {
-        PasswordHasher::new(argon2, 1, Duration::from_secs(60), 1)
-    })
-    .await
-    .map_err(|error| error.to_string())?
-    .map_err(|error| error.to_string())?;
+    let one_at_a_time = HasherSettings {
+        concurrency: 1,
+        queue_timeout: Duration::from_secs(60),
+        max_waiting: 1,
+        ..config.hasher_settings()
+    };
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(one_at_a_time))
+        .await
+        .map_err(|error| error.to_string())?
+        .map_err(|error| error.to_string())?;
     let password = "correct horse battery staple";
     let stored = hasher
         .hash(Password::normalize(password))
@@ -216,9 +219,14 @@ async fn hashes(config: &Config, window: Duration) -> Result<(f64, f64), String>
     // The same, with all the configured hashing threads busy at once: what the cores deliver
     // together (they share memory bandwidth and caches, which Argon2 leans on).
     let concurrency = config.password_hash_concurrency;
+    let config_settings = config.hasher_settings();
     let hasher = Arc::new(
         tokio::task::spawn_blocking(move || {
-            PasswordHasher::new(argon2, concurrency, Duration::from_secs(60), concurrency)
+            PasswordHasher::new(HasherSettings {
+                queue_timeout: Duration::from_secs(60),
+                max_waiting: concurrency,
+                ..config_settings
+            })
         })
         .await
         .map_err(|error| error.to_string())?

@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use crate::keys::encryption::KeyEncryptionKey;
 use crate::keys::kek::parse_kek_list;
 use crate::oauth::Scope;
+use crate::users::hashing::HasherSettings;
 
 /// A configuration value that could not be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +185,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// The password hasher's settings: the Argon2id cost and how many hashes it admits.
+    pub fn hasher_settings(&self) -> HasherSettings {
+        HasherSettings {
+            memory_kib: self.argon2.memory_kib,
+            iterations: self.argon2.iterations,
+            parallelism: self.argon2.parallelism,
+            concurrency: self.password_hash_concurrency,
+            queue_timeout: self.password_hash_queue_timeout,
+            max_waiting: self.password_hash_max_waiting,
+        }
+    }
+
     /// Reads the process environment, after loading `.env` from the working directory if present.
     pub fn from_env() -> Result<Config, ConfigError> {
         // A missing .env is normal; a malformed one is reported rather than half-applied.

@@ -164,17 +164,12 @@ impl Application {
 
         keys.ensure_ready(clock.now()).await?;
 
-        let argon2 = config.argon2;
-        let concurrency = config.password_hash_concurrency;
-        let queue_timeout = config.password_hash_queue_timeout;
-        let max_waiting = config.password_hash_max_waiting;
+        let hasher_settings = config.hasher_settings();
         // Building the hasher computes one hash (the dummy for unknown users): keep it off the
         // async threads like every other hash.
-        let hasher = tokio::task::spawn_blocking(move || {
-            PasswordHasher::new(argon2, concurrency, queue_timeout, max_waiting)
-        })
-        .await
-        .map_err(|error| HashError::Failed(error.to_string()))??;
+        let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(hasher_settings))
+            .await
+            .map_err(|error| HashError::Failed(error.to_string()))??;
         let metrics = Arc::new(Metrics::new());
         let observed = Arc::clone(&metrics);
         let hasher = hasher.with_wait_observer(Box::new(move |waited| {

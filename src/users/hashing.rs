@@ -1,22 +1,35 @@
-//! Argon2id password hashing on dedicated threads, with bounded concurrency (SPEC §4).
+//! Argon2id password hashing (SPEC §4) through the argon2 crate's own `PasswordHasher` and
+//! `PasswordVerifier`, run on the runtime's blocking threads with bounded admission.
 //!
 //! At most `concurrency` hashes run at once and at most `max_waiting` requests wait for a turn,
 //! each for at most `queue_timeout`; past that the caller gets `HashError::Busy` (503 with
-//! `Retry-After`). Memory stays bounded under a flood, and the cheap endpoints stay fast.
+//! `Retry-After`). Memory stays bounded under a flood (one Argon2 working memory per running
+//! hash), and the cheap endpoints stay fast because no hash runs on an async thread.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
-use subtle::ConstantTimeEq as _;
-use tokio::sync::Semaphore;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::password::Password;
-use crate::config::Argon2Settings;
+
+/// What the hasher needs to know: the Argon2id cost and how much work it admits at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HasherSettings {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Hashes running at once (one core each).
+    pub concurrency: usize,
+    /// How long a request waits for a turn before it is answered `Busy`.
+    pub queue_timeout: Duration,
+    /// Requests allowed to wait for a turn at once; one more is answered `Busy` at once.
+    pub max_waiting: usize,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -35,13 +48,9 @@ pub struct Verification {
 }
 
 pub struct PasswordHasher {
-    params: Params,
-    permits: Arc<Semaphore>,
-    workers: Arc<JobQueue>,
-    waiting: AtomicUsize,
-    max_waiting: usize,
-    queue_timeout: Duration,
-    /// Told how long each hash waited for its slot (the metrics' histogram).
+    argon2: Argon2<'static>,
+    admission: Admission,
+    /// Told how long each hash waited for its turn (the metrics' histogram).
     wait_observer: Option<WaitObserver>,
     /// A real hash of a random password, checked for unknown users so that they cost the same
     /// work as a wrong password (no timing oracle for which usernames exist).
@@ -54,15 +63,9 @@ pub type WaitObserver = Box<dyn Fn(Duration) + Send + Sync>;
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 impl PasswordHasher {
-    /// Builds the hasher and its dummy hash (one hash of work, done once at start-up on a
-    /// hashing thread, so that no other thread is left holding Argon2 working memory). Blocks:
-    /// call it off the async threads.
-    pub fn new(
-        settings: Argon2Settings,
-        concurrency: usize,
-        queue_timeout: Duration,
-        max_waiting: usize,
-    ) -> Result<Self, HashError> {
+    /// Builds the hasher and its dummy hash (one hash of work, done here): blocks, so call it
+    /// off the async threads.
+    pub fn new(settings: HasherSettings) -> Result<Self, HashError> {
         let params = Params::new(
             settings.memory_kib,
             settings.iterations,
@@ -70,24 +73,18 @@ impl PasswordHasher {
             None,
         )
         .map_err(|error| HashError::Failed(format!("Argon2 parameters: {error}")))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let mut random = [0u8; 32];
         openssl::rand::rand_bytes(&mut random).map_err(|e| HashError::Failed(e.to_string()))?;
-        let workers = start_workers(concurrency)?;
-        let (answer_tx, answer_rx) = std::sync::mpsc::channel();
-        let dummy_params = params.clone();
-        workers.push(Box::new(move || {
-            let _ = answer_tx.send(hash_blocking(&dummy_params, &hex::encode(random)));
-        }))?;
-        let dummy_hash = answer_rx
-            .recv()
-            .map_err(|_| HashError::Failed("a hashing thread failed".to_owned()))??;
+        let dummy_hash = hash_blocking(&argon2, hex::encode(random).as_bytes())?;
         Ok(PasswordHasher {
-            params,
-            permits: Arc::new(Semaphore::new(concurrency)),
-            workers,
-            waiting: AtomicUsize::new(0),
-            max_waiting,
-            queue_timeout,
+            argon2,
+            admission: Admission {
+                turns: Arc::new(Semaphore::new(settings.concurrency)),
+                waiting: AtomicUsize::new(0),
+                max_waiting: settings.max_waiting,
+                queue_timeout: settings.queue_timeout,
+            },
             wait_observer: None,
             dummy_hash,
         })
@@ -98,9 +95,10 @@ impl PasswordHasher {
         self
     }
 
+    /// A PHC string (`$argon2id$v=19$m=...`) of `password` with a fresh random salt.
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
-        let params = self.params.clone();
-        self.run(move || hash_blocking(&params, password.expose()))
+        let argon2 = self.argon2.clone();
+        self.run(move || hash_blocking(&argon2, password.expose().as_bytes()))
             .await
     }
 
@@ -113,26 +111,14 @@ impl PasswordHasher {
     ) -> Result<Verification, HashError> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
-        let current = self.params.clone();
+        let argon2 = self.argon2.clone();
         let verification = self
             .run(move || {
-                let Ok(hash) = PasswordHash::new(&stored) else {
-                    return Ok(Verification {
-                        matches: false,
-                        needs_rehash: false,
-                    });
-                };
-                // The stored hash's own parameters are used to verify, whatever today's are.
-                let matches = verify_blocking(&hash, password.expose());
-                let needs_rehash = Params::try_from(&hash).map_or(true, |params| {
-                    params.m_cost() != current.m_cost()
-                        || params.t_cost() != current.t_cost()
-                        || params.p_cost() != current.p_cost()
-                }) || hash.algorithm.as_str() != "argon2id";
-                Ok(Verification {
-                    matches,
-                    needs_rehash,
-                })
+                Ok(verify_blocking(
+                    &argon2,
+                    &stored,
+                    password.expose().as_bytes(),
+                ))
             })
             .await?;
         Ok(Verification {
@@ -141,279 +127,111 @@ impl PasswordHasher {
         })
     }
 
-    /// How many requests wait for a hashing slot right now.
+    /// How many requests wait for a hashing turn right now.
     pub fn queue_depth(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.admission.waiting.load(Ordering::Relaxed)
     }
 
-    /// Waits (boundedly) for a slot, then runs `work` on a hashing thread holding it. The slot
-    /// stays taken until the work ends, even if the request that asked is cancelled meanwhile.
+    /// Waits (boundedly) for a turn, then runs `work` on a blocking thread holding it. The turn
+    /// stays taken until the work ends, even if the request that asked is cancelled meanwhile:
+    /// the hashes running never outnumber `concurrency`.
     async fn run<T, F>(&self, work: F) -> Result<T, HashError>
     where
         F: FnOnce() -> Result<T, HashError> + Send + 'static,
         T: Send + 'static,
     {
-        let started = std::time::Instant::now();
-        let waiting = self.waiting.fetch_add(1, Ordering::AcqRel) + 1;
-        let permit = if waiting > self.max_waiting {
-            Err(HashError::Busy {
-                retry_after: RETRY_AFTER,
-            })
-        } else {
-            match tokio::time::timeout(
-                self.queue_timeout,
-                Arc::clone(&self.permits).acquire_owned(),
-            )
-            .await
-            {
-                Ok(Ok(permit)) => Ok(permit),
-                Ok(Err(_closed)) => Err(HashError::Failed("hasher closed".to_owned())),
-                Err(_elapsed) => Err(HashError::Busy {
-                    retry_after: RETRY_AFTER,
-                }),
-            }
-        };
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let started = Instant::now();
+        let turn = self.admission.wait_for_turn().await;
         if let Some(observe) = &self.wait_observer {
             observe(started.elapsed());
         }
-        let permit = permit?;
+        let turn = turn?;
         let span = tracing::Span::current();
-        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _permit = permit;
-            let _ = answer_tx.send(span.in_scope(work));
-        });
-        self.workers.push(job)?;
-        answer_rx
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            span.in_scope(work)
+        })
+        .await
+        .map_err(|error| HashError::Failed(format!("a hashing task failed: {error}")))?
+    }
+}
+
+/// Bounded admission: a semaphore of turns, and a count of the requests waiting for one.
+struct Admission {
+    turns: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    queue_timeout: Duration,
+}
+
+impl Admission {
+    async fn wait_for_turn(&self) -> Result<OwnedSemaphorePermit, HashError> {
+        let busy = || HashError::Busy {
+            retry_after: RETRY_AFTER,
+        };
+        let waiting = Waiting::enter(&self.waiting);
+        if waiting.position > self.max_waiting {
+            return Err(busy());
+        }
+        match tokio::time::timeout(self.queue_timeout, Arc::clone(&self.turns).acquire_owned())
             .await
-            .map_err(|_| HashError::Failed("a hashing thread failed".to_owned()))?
+        {
+            Ok(Ok(turn)) => Ok(turn),
+            Ok(Err(_closed)) => Err(HashError::Failed("the hasher is closed".to_owned())),
+            Err(_elapsed) => Err(busy()),
+        }
     }
 }
 
-impl Drop for PasswordHasher {
-    /// The hashing threads end with the hasher (tests build many applications in one process).
+/// One request counted as waiting for as long as this lives: a request cancelled while it waits
+/// (its client left, its deadline passed) stops counting when its future is dropped.
+struct Waiting<'a> {
+    count: &'a AtomicUsize,
+    /// How many wait, this one included, as it arrived.
+    position: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let position = count.fetch_add(1, Ordering::AcqRel) + 1;
+        Waiting { count, position }
+    }
+}
+
+impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.workers.close();
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
-/// How long a hashing thread keeps its Argon2 working memory (19 MiB by default) with nothing to
-/// do. Kept, the memory is reused from hash to hash under load; given back after a quiet spell,
-/// an idle service holds none of it. Allocating it again costs a few milliseconds of page faults
-/// against a hash's tens.
-const KEEP_WORKING_MEMORY_WHEN_IDLE: Duration = Duration::from_secs(5);
-
-/// The jobs waiting for a hashing thread. A condition variable rather than a channel, so that
-/// each idle thread times out on its own and gives its working memory back.
-struct JobQueue {
-    state: Mutex<QueueState>,
-    available: Condvar,
+fn hash_blocking(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, HashError> {
+    argon2
+        .hash_password(password)
+        .map(|hash| hash.to_string())
+        .map_err(|error| HashError::Failed(error.to_string()))
 }
 
-struct QueueState {
-    jobs: VecDeque<Job>,
-    closed: bool,
-}
-
-enum NextJob {
-    Run(Job),
-    /// Nothing came within the idle time.
-    Idle,
-    /// The hasher is gone: the thread ends.
-    Closed,
-}
-
-impl JobQueue {
-    fn new() -> Self {
-        JobQueue {
-            state: Mutex::new(QueueState {
-                jobs: VecDeque::new(),
-                closed: false,
-            }),
-            available: Condvar::new(),
-        }
-    }
-
-    /// The lock guards a queue whose every change is a single push or pop, so a panic elsewhere
-    /// cannot leave it half-changed: a poisoned lock is still safe to use.
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn push(&self, job: Job) -> Result<(), HashError> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(HashError::Failed("the hashing threads are gone".to_owned()));
-        }
-        state.jobs.push_back(job);
-        drop(state);
-        self.available.notify_one();
-        Ok(())
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        self.available.notify_all();
-    }
-
-    /// The next job; waits at most `idle` for one when given, else as long as it takes.
-    fn next(&self, idle: Option<Duration>) -> NextJob {
-        let deadline = idle.map(|idle| Instant::now() + idle);
-        let mut state = self.lock();
-        loop {
-            if let Some(job) = state.jobs.pop_front() {
-                return NextJob::Run(job);
-            }
-            if state.closed {
-                return NextJob::Closed;
-            }
-            state = match deadline {
-                None => self
-                    .available
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return NextJob::Idle;
-                    }
-                    self.available
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
-    }
-}
-
-/// `count` dedicated hashing threads. Each hash runs in Argon2 working memory that its thread
-/// keeps while busy (`WORKING_MEMORY`): on the runtime's blocking pool, which grows to hundreds
-/// of threads, per-thread allocator arenas kept hundreds of MB resident after a flood. A fixed
-/// set of threads bounds it to `count` buffers, and an idle thread frees its own. The semaphore
-/// in front lets no more jobs in than there are threads, so the queue stays short.
-fn start_workers(count: usize) -> Result<Arc<JobQueue>, HashError> {
-    let queue = Arc::new(JobQueue::new());
-    for index in 0..count {
-        let queue = Arc::clone(&queue);
-        std::thread::Builder::new()
-            .name(format!("password-hash-{index}"))
-            .spawn(move || {
-                let mut holds_memory = false;
-                loop {
-                    let idle = holds_memory.then_some(KEEP_WORKING_MEMORY_WHEN_IDLE);
-                    match queue.next(idle) {
-                        NextJob::Run(job) => {
-                            job();
-                            holds_memory = true;
-                        }
-                        NextJob::Idle => {
-                            release_working_memory();
-                            holds_memory = false;
-                        }
-                        NextJob::Closed => return,
-                    }
-                }
-            })
-            .map_err(|error| HashError::Failed(format!("cannot start hashing threads: {error}")))?;
-    }
-    Ok(queue)
-}
-
-fn argon2_with(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-}
-
-thread_local! {
-    /// This thread's Argon2 working memory, reused from hash to hash. Allocating it afresh for
-    /// each hash (19 MiB, 64-byte aligned) made the allocator's heap grow by about that much
-    /// per hash instead of reusing it, and cost a page fault per 4 KiB each time.
-    static WORKING_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Working memory is reserved at least this large (in 1 KiB blocks), more than the largest
-/// dynamic mmap threshold of glibc's allocator (32 MiB), which the library gets wherever the
-/// binary's jemalloc is not the global allocator (tests, examples, other binaries). glibc serves a request that large
-/// straight from `mmap` and unmaps it when it is freed, so an idle thread's memory really goes
-/// back to the system. A 19 MiB buffer would do so once only: freeing a mapped block raises the
-/// threshold to its size, and the next one comes from a heap that keeps it resident after it is
-/// freed (seen: 81 MB resident after signups and 12 s idle, two 19 MiB heaps among it). Only the
-/// pages a hash touches become resident, so the reservation costs address space, not memory.
-const RESERVED_BLOCKS: usize = 33 * 1024;
-
-/// Runs `hash` with working memory of `params.block_count()` blocks from this thread's buffer.
-fn with_working_memory<T>(params: &Params, hash: impl FnOnce(&mut [Block]) -> T) -> T {
-    WORKING_MEMORY.with_borrow_mut(|blocks| {
-        let needed = params.block_count();
-        if blocks.len() < needed {
-            if blocks.capacity() < needed {
-                *blocks = Vec::with_capacity(needed.max(RESERVED_BLOCKS));
-            }
-            blocks.resize(needed, Block::default());
-        }
-        hash(&mut blocks[..needed])
-    })
-}
-
-/// Frees this thread's working memory (the next hash allocates it again).
-fn release_working_memory() {
-    WORKING_MEMORY.with_borrow_mut(|blocks| *blocks = Vec::new());
-}
-
-fn hash_blocking(params: &Params, password: &str) -> Result<String, HashError> {
-    let failed = |error: &dyn std::fmt::Display| HashError::Failed(error.to_string());
-    let mut salt = [0u8; 16];
-    openssl::rand::rand_bytes(&mut salt).map_err(|e| failed(&e))?;
-    let mut output = vec![0u8; params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN)];
-    with_working_memory(params, |blocks| {
-        argon2_with(params).hash_password_into_with_memory(
-            password.as_bytes(),
-            &salt,
-            &mut output,
-            blocks,
-        )
-    })
-    .map_err(|e| failed(&e))?;
-    let hash = PasswordHash {
-        algorithm: Algorithm::Argon2id.ident(),
-        version: Some(Version::V0x13.into()),
-        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
-        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
-        hash: Some(Output::new(&output).map_err(|e| failed(&e))?),
+/// Verifies with the stored hash's own algorithm and parameters, whatever today's are; a stored
+/// value that is not a PHC string never matches.
+fn verify_blocking(current: &Argon2<'_>, stored: &str, password: &[u8]) -> Verification {
+    let Ok(hash) = PasswordHash::new(stored) else {
+        return Verification {
+            matches: false,
+            needs_rehash: false,
+        };
     };
-    Ok(hash.to_string())
-}
-
-/// Recomputes `stored` from `password` with the stored parameters and salt, and compares the
-/// outputs in constant time.
-fn verify_blocking(stored: &PasswordHash, password: &str) -> bool {
-    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
-        return false;
-    };
-    let Ok(params) = Params::try_from(stored) else {
-        return false;
-    };
-    let Ok(algorithm) = Algorithm::try_from(stored.algorithm.as_str()) else {
-        return false;
-    };
-    let version = match stored.version.map(Version::try_from) {
-        None => Version::default(),
-        Some(Ok(version)) => version,
-        Some(Err(_)) => return false,
-    };
-    let mut output = vec![0u8; expected.len()];
-    let computed = with_working_memory(&params, |blocks| {
-        Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
-            password.as_bytes(),
-            salt.as_ref(),
-            &mut output,
-            blocks,
-        )
-    });
-    computed.is_ok() && bool::from(output.as_slice().ct_eq(expected.as_bytes()))
+    let matches = current.verify_password(password, &hash).is_ok();
+    let today = current.params();
+    let needs_rehash = hash.algorithm != Algorithm::Argon2id.ident()
+        || Params::try_from(&hash).map_or(true, |params| {
+            params.m_cost() != today.m_cost()
+                || params.t_cost() != today.t_cost()
+                || params.p_cost() != today.p_cost()
+        });
+    Verification {
+        matches,
+        needs_rehash,
+    }
 }
 
 #[cfg(test)]
@@ -421,60 +239,95 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn cheap() -> Argon2<'static> {
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+    }
+
+    fn settings(concurrency: usize, max_waiting: usize) -> HasherSettings {
+        HasherSettings {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            concurrency,
+            queue_timeout: Duration::from_secs(5),
+            max_waiting,
+        }
+    }
+
     #[test]
     fn a_hash_verifies_with_its_password_only_and_is_a_standard_phc_string() {
-        let params = Params::new(1024, 1, 1, None).unwrap();
-        let hash = hash_blocking(&params, "correct horse").unwrap();
+        let argon2 = cheap();
+        let hash = hash_blocking(&argon2, b"correct horse").unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{hash}");
-        let parsed = PasswordHash::new(&hash).unwrap();
-        assert!(verify_blocking(&parsed, "correct horse"));
-        assert!(!verify_blocking(&parsed, "correct horsf"));
-        // The argon2 crate's own verifier agrees: the format is the standard one.
-        use argon2::password_hash::PasswordVerifier as _;
-        assert!(
-            Argon2::default()
-                .verify_password(b"correct horse", &parsed)
-                .is_ok()
-        );
+        let right = verify_blocking(&argon2, &hash, b"correct horse");
+        assert!(right.matches && !right.needs_rehash, "{right:?}");
+        assert!(!verify_blocking(&argon2, &hash, b"correct horsf").matches);
+        assert!(!verify_blocking(&argon2, "not a phc string", b"correct horse").matches);
     }
 
     #[test]
-    fn an_idle_hashing_thread_is_told_so_and_a_closed_queue_ends_it() {
-        let queue = JobQueue::new();
-        assert!(matches!(
-            queue.next(Some(Duration::from_millis(20))),
-            NextJob::Idle
-        ));
-        queue.push(Box::new(|| {})).unwrap();
-        assert!(matches!(queue.next(None), NextJob::Run(_)));
-        queue.close();
-        assert!(matches!(queue.next(None), NextJob::Closed));
-        assert!(queue.push(Box::new(|| {})).is_err());
-    }
-
-    #[test]
-    fn working_memory_is_given_back_on_release() {
-        let params = Params::new(1024, 1, 1, None).unwrap();
-        hash_blocking(&params, "correct horse").unwrap();
-        assert!(WORKING_MEMORY.with_borrow(|blocks| blocks.capacity()) >= 1024);
-        release_working_memory();
-        assert_eq!(WORKING_MEMORY.with_borrow(|blocks| blocks.capacity()), 0);
-    }
-
-    #[test]
-    fn hashes_made_with_other_parameters_still_verify() {
-        use argon2::password_hash::PasswordHasher as _;
+    fn hashes_made_with_other_parameters_still_verify_and_ask_for_a_rehash() {
         let old = Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
             Params::new(2048, 2, 1, None).unwrap(),
-        )
-        .hash_password(b"old password")
-        .unwrap()
-        .to_string();
-        assert!(verify_blocking(
-            &PasswordHash::new(&old).unwrap(),
-            "old password"
-        ));
+        );
+        let hash = hash_blocking(&old, b"old password").unwrap();
+        let verification = verify_blocking(&cheap(), &hash, b"old password");
+        assert!(verification.matches && verification.needs_rehash);
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let hash = hash_blocking(&argon2i, b"old password").unwrap();
+        let verification = verify_blocking(&cheap(), &hash, b"old password");
+        assert!(verification.matches && verification.needs_rehash);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_never_matches_even_with_the_dummy_password_work_done() {
+        let hasher = PasswordHasher::new(settings(1, 4)).unwrap();
+        let verification = hasher
+            .verify(Password::normalize("anything at all"), None)
+            .await
+            .unwrap();
+        assert!(!verification.matches);
+    }
+
+    #[tokio::test]
+    async fn past_the_waiting_room_a_request_is_told_busy_and_a_cancelled_waiter_stops_counting() {
+        let hasher = Arc::new(PasswordHasher::new(settings(1, 1)).unwrap());
+        // Hold the only turn, so that every request has to wait.
+        let held = Arc::clone(&hasher.admission.turns)
+            .acquire_owned()
+            .await
+            .unwrap();
+        let waiter = {
+            let hasher = Arc::clone(&hasher);
+            tokio::spawn(async move { hasher.hash(Password::normalize("first waiter")).await })
+        };
+        while hasher.queue_depth() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let refused = hasher.hash(Password::normalize("second waiter")).await;
+        assert!(
+            matches!(refused, Err(HashError::Busy { .. })),
+            "{refused:?}"
+        );
+
+        // The waiter's request goes away: it must not keep its place in the count.
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        assert_eq!(hasher.queue_depth(), 0);
+
+        drop(held);
+        let hash = hasher.hash(Password::normalize("third, served")).await;
+        assert!(hash.unwrap().starts_with("$argon2id$"));
+        assert_eq!(hasher.queue_depth(), 0);
     }
 }
