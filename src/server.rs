@@ -253,6 +253,12 @@ impl Application {
         self.store.clone()
     }
 
+    /// The key ring the service signs with, for callers that run its rotation schedule on a
+    /// clock of their own rather than waiting for the background one.
+    pub fn key_ring(&self) -> Arc<KeyRing> {
+        Arc::clone(&self.maintenance.keys)
+    }
+
     /// The management listener's service, likewise.
     pub fn management_service(&self) -> crate::http::Management {
         self.management.clone()

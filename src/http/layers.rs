@@ -9,13 +9,11 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower::layer::util::{Identity, Stack};
-use tower_http::classify::{SharedClassifier, StatusInRangeAsFailures};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{
-    DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, MakeSpan, TraceLayer,
-};
+use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, MakeSpan, TraceLayer};
 use tracing::Level;
 
 use super::error::ApiError;
@@ -49,27 +47,28 @@ pub fn security_headers() -> ServiceBuilder<SecurityHeaders> {
         ))
 }
 
-/// The request's span, and what is logged about it: at debug level its start and end, and at
-/// error level an answer of 500, a failure of ours. A 503 is the service shedding load as
-/// designed (counted in the metrics), not an error worth a line at the default level.
+/// The request's span, and what is logged about it: at debug level its start and end. A 500 is
+/// logged once, with its cause, where it is made (`ApiError::internal`), not again here; a 503
+/// is the service shedding load as designed (counted in the metrics), not an error worth a line
+/// at the default level.
 pub type Trace = TraceLayer<
-    SharedClassifier<StatusInRangeAsFailures>,
+    SharedClassifier<ServerErrorsAsFailures>,
     RequestSpan,
     DefaultOnRequest,
     DefaultOnResponse,
     (),
     (),
-    DefaultOnFailure,
+    (),
 >;
 
 pub fn trace() -> Trace {
-    TraceLayer::new(StatusInRangeAsFailures::new(500..=500).into_make_classifier())
+    TraceLayer::new_for_http()
         .make_span_with(RequestSpan)
         .on_request(DefaultOnRequest::new().level(Level::DEBUG))
         .on_response(DefaultOnResponse::new().level(Level::DEBUG))
         .on_body_chunk(())
         .on_eos(())
-        .on_failure(DefaultOnFailure::new().level(Level::ERROR))
+        .on_failure(())
 }
 
 /// The span `request` that every log line of a request carries: its id (set by the layer
@@ -179,7 +178,11 @@ pub fn in_json_error_body(response: Response) -> Response {
                 .unwrap_or("bad request")
                 .to_owned(),
         },
-        _ => ApiError::Internal,
+        // No handler's error (those are JSON): a library's or a layer's own 500, logged here
+        // since nothing else saw it.
+        status => ApiError::internal(&format!(
+            "{status} answered by a layer, without a body of ours"
+        )),
     };
     let (parts, _) = response.into_parts();
     let mut rewritten = error.into_response();

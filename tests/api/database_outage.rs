@@ -1,11 +1,12 @@
 //! A database that stops answering: the service says 503 with Retry-After (never 500, never a
 //! hang), keeps serving the JWKS and liveness, reports not-ready, and recovers by itself.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    ClientAuth, TestApp, TestDatabase, assert_error, execute_on_server, header, postgres_admin_url,
-    str_of,
+    ClientAuth, MovableClock, TestApp, TestDatabase, assert_error, capture_logs, execute_on_server,
+    header, postgres_admin_url, str_of,
 };
 use reqwest::StatusCode;
 
@@ -20,8 +21,10 @@ async fn on_postgresql_an_outage_gives_503s_keeps_the_jwks_and_recovers_by_itsel
         eprintln!("this test needs TEST_DATABASE_URL (PostgreSQL): nothing to check on SQLite");
         return;
     }
+    let clock = Arc::new(MovableClock::default());
     let app = TestApp::builder()
         .database(TestDatabase::create_own_database().await)
+        .clock(Arc::clone(&clock))
         .var("KEY_CACHE_TTL", "1s")
         .spawn()
         .await;
@@ -44,7 +47,7 @@ async fn on_postgresql_an_outage_gives_503s_keeps_the_jwks_and_recovers_by_itsel
     ))
     .await;
     // Past the key cache's TTL, so the JWKS below cannot come from the cache alone.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    clock.advance(Duration::from_secs(2));
 
     let started = Instant::now();
     let response = app.signin_response(&username, &password).await;
@@ -109,7 +112,15 @@ async fn a_query_the_database_refuses_for_good_is_a_500_not_an_outage() {
     app.execute_sql("alter table revoked_access_tokens rename to revoked_access_tokens_gone")
         .await;
 
+    let (logging, log) = capture_logs(tracing::Level::WARN);
     let response = app.me(&access_token).await;
+    drop(logging);
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     assert!(response.headers().get("retry-after").is_none());
+    // Logged once, with its cause, and nothing else said about it.
+    let log = log.text();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("ERROR"), "{log}");
+    assert!(lines[0].contains("revoked_access_tokens"), "{log}");
 }

@@ -357,7 +357,7 @@ async fn issuer_and_audience_follow_the_configuration() {
 #[tokio::test]
 async fn a_token_does_not_verify_against_another_instances_keys() {
     let app = TestApp::spawn().await;
-    let other = TestApp::spawn().await;
+    let other = TestApp::builder().fresh_signing_key().spawn().await;
     let (_, _, signup) = app.signup_new_user().await;
     let other_jwks = other.jwks().await;
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -43,32 +43,39 @@ fn kid_of(token: &str) -> String {
     jwt_parts(token).0["kid"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn for_a_minute_of_rotations_no_token_carries_a_kid_a_cached_jwks_lacks_and_every_token_verifies_until_it_expires()
+/// Two and a half minutes of the service's time (tokens live one minute, a retired key stays
+/// published 91 s), lived in steps of 500 ms on a clock the test moves: at each step the
+/// rotation schedule runs (as the background task does), a verifier fetches the JWKS, and a
+/// token is issued.
+#[tokio::test]
+async fn for_minutes_of_rotations_no_token_carries_a_kid_a_cached_jwks_lacks_and_every_token_verifies_until_it_expires()
  {
-    let app = TestApp::spawn_with(FAST_ROTATION).await;
+    let clock = MovableClock::stopped();
+    let mut builder = TestApp::builder().clock(Arc::clone(&clock));
+    for (name, value) in FAST_ROTATION {
+        builder = builder.var(name, value);
+    }
+    let app = builder.spawn().await;
     let (username, password, _) = app.signup_new_user().await;
-    let max_age = Duration::from_secs(1);
-    let started = Instant::now();
+    let step = Duration::from_millis(500);
+    let lived = time::Duration::seconds(150);
+    let max_age = time::Duration::seconds(1);
+    let started = clock.now();
 
     // What a verifier honouring Cache-Control could hold: every JWKS fetched, with its time.
-    let mut fetched: Vec<(Instant, BTreeSet<String>)> = Vec::new();
-    let mut tokens: Vec<(Instant, String)> = Vec::new();
-    let mut last_check = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
+    let mut fetched: Vec<(time::OffsetDateTime, BTreeSet<String>)> = Vec::new();
+    let mut tokens: Vec<(i64, String)> = Vec::new();
+    let mut last_check = started;
+    while clock.now() - started < lived {
+        app.run_key_schedule().await;
         let jwks = app.jwks().await;
-        fetched.push((Instant::now(), kids(&jwks)));
+        fetched.push((clock.now(), kids(&jwks)));
 
-        let issued_at = Instant::now();
-        let response = app
-            .post_form(
-                "/token",
-                &format!("grant_type=password&username={username}&password={password}"),
-            )
-            .await;
+        let issued_at = clock.now();
+        let response = app.password_grant(&username, &password, None).await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
-        let token = body["access_token"].as_str().unwrap().to_owned();
+        let token = str_at(&body, "access_token").to_owned();
 
         // The JWKS a verifier fetched JWKS_MAX_AGE before this token may still be its cache:
         // it must already hold the token's kid.
@@ -80,45 +87,50 @@ async fn for_a_minute_of_rotations_no_token_carries_a_kid_a_cached_jwks_lacks_an
         {
             assert!(
                 cached.contains(&kid),
-                "a token at {:?} carries kid {kid}, missing from the JWKS fetched {max_age:?} \
+                "a token at {} carries kid {kid}, missing from the JWKS fetched {max_age} \
                  earlier: {cached:?}",
                 issued_at - started
             );
         }
-        tokens.push((issued_at, token));
+        tokens.push((i64_at(&jwt_parts(&token).1, "exp"), token));
 
         // Every token issued so far and not expired verifies against the JWKS served now.
-        if last_check.elapsed() >= Duration::from_secs(3) {
-            last_check = Instant::now();
-            for (at, token) in &tokens {
-                if at.elapsed() < Duration::from_secs(55)
-                    && let Err(reason) =
-                        try_verify_with_jwks(token, &jwks, &app.issuer, &app.audience)
-                {
-                    panic!(
-                        "a token issued {:?} ago no longer verifies: {reason}",
-                        at.elapsed()
-                    );
+        let now = clock.now();
+        if now - last_check >= time::Duration::seconds(3) {
+            last_check = now;
+            let now = now.unix_timestamp();
+            for (exp, token) in tokens.iter().filter(|(exp, _)| now < *exp) {
+                if let Err(reason) = verify_at(token, &jwks, &app, now) {
+                    panic!("at {now} a token valid until {exp} no longer verifies: {reason}");
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        clock.advance(step);
     }
 
     let signing_kids: HashSet<String> = tokens.iter().map(|(_, token)| kid_of(token)).collect();
+    // A key signs for its 4 s interval, or up to a second more when the start the schedule
+    // gives it (at least the lead away, in whole seconds) is rounded up.
     assert!(
-        signing_kids.len() >= 8,
-        "a minute of 4 s rotations signs with many keys, not {}",
+        (29..=38).contains(&signing_kids.len()),
+        "150 s of 4 to 5 s rotations sign with 30 to 37 keys, not {}",
         signing_kids.len()
     );
-    // Retired keys are dropped from the JWKS once their tokens have expired: it never grows
-    // without bound (one minute of tokens is about 15 keys).
+    // Retired keys leave the JWKS once no token they signed can be valid (91 s here): it never
+    // grows without bound (the active key, the next one and about 19 retired), and the first
+    // key is gone.
     let largest = fetched
         .iter()
         .map(|(_, kids)| kids.len())
         .max()
         .unwrap_or(0);
-    assert!(largest <= 24, "the JWKS grew to {largest} keys");
+    assert!(largest <= 23, "the JWKS grew to {largest} keys");
+    let first_kid = kid_of(&tokens[0].1);
+    let (_, last) = fetched.last().unwrap();
+    assert!(
+        !last.contains(&first_kid),
+        "the first key, retired two minutes ago, is still published: {last:?}"
+    );
 }
 
 async fn start_replica(dir: &Path, vars: &[(&str, String)]) -> ServerProcess {
@@ -494,21 +506,17 @@ impl Moved {
         );
     }
 
-    /// Runs `keys list` until `done` holds for it (the schedule runs every second).
+    /// Runs the rotation schedule at the service's time, as its background task does, then
+    /// `keys list`, which must show `done`.
     async fn keys_once(
         &self,
         what: &str,
         done: impl Fn(&BTreeMap<String, Value>) -> bool,
     ) -> BTreeMap<String, Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let keys = listed_keys(&self.app).await;
-            if done(&keys) {
-                return keys;
-            }
-            assert!(Instant::now() < deadline, "{what} within 30 s: {keys:#?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.app.run_key_schedule().await;
+        let keys = listed_keys(&self.app).await;
+        assert!(done(&keys), "{what}: {keys:#?}");
+        keys
     }
 }
 

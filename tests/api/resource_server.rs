@@ -344,8 +344,12 @@ async fn garbage_and_a_tampered_payload_are_refused() {
 async fn a_token_signed_by_another_services_key_is_refused_even_under_this_services_kid() {
     let app = TestApp::spawn().await;
     // Same issuer and audience: only the signing key differs.
-    let impostor =
-        TestApp::spawn_with(&[("ISSUER", &app.issuer), ("TOKEN_AUDIENCE", &app.audience)]).await;
+    let impostor = TestApp::builder()
+        .fresh_signing_key()
+        .var("ISSUER", &app.issuer)
+        .var("TOKEN_AUDIENCE", &app.audience)
+        .spawn()
+        .await;
     let server = ResourceServer::start(settings_for(&app)).await;
     let (_, _, genuine) = user_tokens(&app, None).await;
     let genuine = str_of(&genuine, "access_token");

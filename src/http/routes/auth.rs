@@ -177,7 +177,9 @@ async fn start_session(
             now,
         )
         .await?;
-    let refresh_token = issued.refresh_token.ok_or(ApiError::Internal)?;
+    let refresh_token = issued
+        .refresh_token
+        .ok_or_else(|| ApiError::internal(&"a first-party sign-in was issued no refresh token"))?;
     Ok(SessionResponse {
         token: issued.access_token.clone(),
         access_token: issued.access_token,

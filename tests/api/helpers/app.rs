@@ -12,9 +12,18 @@ pub struct TestAppBuilder {
     kek: Option<String>,
     vars: Vec<(String, String)>,
     clock: Option<Arc<MovableClock>>,
+    fresh_signing_key: bool,
 }
 
 impl TestAppBuilder {
+    /// Generate the first signing key at start, as a new installation does. By default a test
+    /// database on SQLite starts with the key every such database of the test process shares
+    /// (`TestDatabase::create_started`): for tests of two services that must not share keys.
+    pub fn fresh_signing_key(mut self) -> Self {
+        self.fresh_signing_key = true;
+        self
+    }
+
     /// Reuse a database (for restarts); by default each app gets a fresh one.
     pub fn database(mut self, database: Arc<TestDatabase>) -> Self {
         self.database = Some(database);
@@ -48,11 +57,14 @@ impl TestAppBuilder {
 
     /// Start the application, or answer the configuration or start-up error as text.
     pub async fn try_spawn(self) -> Result<TestApp, String> {
-        let database = match self.database {
-            Some(database) => database,
-            None => TestDatabase::create().await,
+        let (database, kek) = match (self.database, self.kek) {
+            (Some(database), kek) => (database, kek.unwrap_or_else(random_kek)),
+            (None, Some(kek)) => (TestDatabase::create_started(false).await.0, kek),
+            (None, None) => {
+                let (database, kek) = TestDatabase::create_started(!self.fresh_signing_key).await;
+                (database, kek.unwrap_or_else(random_kek))
+            }
         };
-        let kek = self.kek.unwrap_or_else(random_kek);
         let mut vars: HashMap<String, String> = [
             ("HOST", "127.0.0.1"),
             ("PORT", "0"),
@@ -87,6 +99,7 @@ impl TestAppBuilder {
         let management_addr = application.management_addr();
         let service = application.public_service();
         let store = application.store();
+        let keys = application.key_ring();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(application.run_until_stopped(async move {
             let _ = shutdown_rx.await;
@@ -113,6 +126,7 @@ impl TestAppBuilder {
             kek,
             service,
             store,
+            keys,
             clock,
             shutdown: Some(shutdown_tx),
             handle: Some(handle),
@@ -138,6 +152,9 @@ pub struct TestApp {
     service: PublicService,
     /// The application's database, for seeding through the library as an operator would.
     pub store: Store,
+    /// The application's key ring: its rotation schedule runs in the background once a second
+    /// of real time; a test on a moved clock runs it at once (`run_key_schedule`).
+    keys: Arc<user_auth_service::keys::KeyRing>,
     /// The application's clock: what "now" is for the seeding helpers.
     pub clock: Arc<dyn user_auth_service::clock::Clock>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -145,6 +162,15 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Runs the key rotation schedule now, at the application's time, as its background task
+    /// does every second: what a test that moves the clock calls instead of waiting for it.
+    pub async fn run_key_schedule(&self) {
+        self.keys
+            .run_schedule(self.clock.now())
+            .await
+            .expect("the key schedule runs");
+    }
+
     pub async fn spawn() -> TestApp {
         TestApp::builder().spawn().await
     }

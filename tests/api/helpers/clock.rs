@@ -6,7 +6,7 @@ use super::*;
 /// time from the clock in its state).
 #[derive(Default)]
 pub struct MovableClock {
-    ahead_seconds: std::sync::atomic::AtomicI64,
+    ahead_millis: std::sync::atomic::AtomicI64,
     /// When set, time stands still here until the test moves it.
     stopped_at: Option<time::OffsetDateTime>,
 }
@@ -17,14 +17,14 @@ impl MovableClock {
     pub fn stopped() -> Arc<MovableClock> {
         let now = time::OffsetDateTime::now_utc();
         Arc::new(MovableClock {
-            ahead_seconds: std::sync::atomic::AtomicI64::new(0),
+            ahead_millis: std::sync::atomic::AtomicI64::new(0),
             stopped_at: Some(now.replace_nanosecond(0).unwrap()),
         })
     }
 
     pub fn advance(&self, by: Duration) {
-        self.ahead_seconds.fetch_add(
-            i64::try_from(by.as_secs()).unwrap(),
+        self.ahead_millis.fetch_add(
+            i64::try_from(by.as_millis()).unwrap(),
             std::sync::atomic::Ordering::SeqCst,
         );
     }
@@ -34,6 +34,8 @@ impl user_auth_service::clock::Clock for MovableClock {
     fn now(&self) -> time::OffsetDateTime {
         self.stopped_at
             .unwrap_or_else(time::OffsetDateTime::now_utc)
-            + time::Duration::seconds(self.ahead_seconds.load(std::sync::atomic::Ordering::SeqCst))
+            + time::Duration::milliseconds(
+                self.ahead_millis.load(std::sync::atomic::Ordering::SeqCst),
+            )
     }
 }

@@ -47,14 +47,40 @@ impl TestDatabase {
         }
     }
 
+    /// Like `create`, but as the application's start-up leaves it: on SQLite a copy of a file
+    /// made once per test process, which spares each test the migrations and, when `signing`,
+    /// the generation of its first RSA key (tens of milliseconds each, the bulk of a test's
+    /// start). The key is then the same in every such database of the process, sealed with the
+    /// key-encryption key answered beside it. On PostgreSQL, `create` and no key-encryption key.
+    pub async fn create_started(signing: bool) -> (Arc<TestDatabase>, Option<String>) {
+        if postgres_admin_url().is_some() {
+            return (Self::create().await, None);
+        }
+        let database = Self::create_sqlite();
+        let file = database.sqlite_file().expect("a SQLite database");
+        let template = if signing {
+            &sqlite_templates().with_signing_key
+        } else {
+            &sqlite_templates().migrated
+        };
+        std::fs::write(&file, template).expect("write the template");
+        let kek = signing.then(|| sqlite_templates().kek.clone());
+        (Arc::new(database), kek)
+    }
+
     fn create_sqlite() -> TestDatabase {
-        let dir = tempfile::tempdir().expect("a temporary directory");
+        let dir = sqlite_temp_dir();
         let url = format!("sqlite://{}/auth.db", dir.path().display());
         TestDatabase {
             url,
             _dir: Some(dir),
             postgres_cleanup: None,
         }
+    }
+
+    /// The SQLite database's file, when it is one.
+    fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        self._dir.as_ref().map(|dir| dir.path().join("auth.db"))
     }
 
     async fn create_postgres_schema(admin_url: &str) -> TestDatabase {
@@ -91,6 +117,88 @@ impl TestDatabase {
             _ => panic!("not a PostgreSQL database of its own: use create_own_database"),
         }
     }
+}
+
+/// A directory for a SQLite test database: in memory (`/dev/shm`) where the machine has it, so
+/// that the suite's thousands of commits do not each wait for a disk. A process killed by a test
+/// loses nothing there either: what it wrote is in the kernel's page cache, as on a disk.
+fn sqlite_temp_dir() -> tempfile::TempDir {
+    let in_memory = std::path::Path::new("/dev/shm");
+    let builder = || {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("user-auth-service-test-");
+        builder
+    };
+    if in_memory.is_dir()
+        && let Ok(dir) = builder().tempdir_in(in_memory)
+    {
+        return dir;
+    }
+    builder().tempdir().expect("a temporary directory")
+}
+
+/// SQLite files as the application's start-up leaves them, made once per test process by its
+/// own code, on a runtime of their own (tests each run on theirs).
+struct SqliteTemplates {
+    /// Every migration applied, nothing else.
+    migrated: Vec<u8>,
+    /// And a first signing key, sealed with `kek`.
+    with_signing_key: Vec<u8>,
+    kek: String,
+}
+
+fn sqlite_templates() -> &'static SqliteTemplates {
+    static TEMPLATES: std::sync::OnceLock<SqliteTemplates> = std::sync::OnceLock::new();
+    TEMPLATES.get_or_init(|| {
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let kek = random_kek();
+            let migrated = runtime.block_on(sqlite_template(&kek, false));
+            let with_signing_key = runtime.block_on(sqlite_template(&kek, true));
+            SqliteTemplates {
+                migrated,
+                with_signing_key,
+                kek,
+            }
+        })
+        .join()
+        .expect("the templates are made")
+    })
+}
+
+/// The bytes of a SQLite file migrated by `open_store` and, when `signing`, given its first key
+/// by the key ring, as `Application::build` does.
+async fn sqlite_template(kek: &str, signing: bool) -> Vec<u8> {
+    let dir = sqlite_temp_dir();
+    let file = dir.path().join("auth.db");
+    let url = format!("sqlite://{}", file.display());
+    let config = Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(url.clone()),
+        "KEY_ENCRYPTION_KEY" => Some(kek.to_owned()),
+        _ => None,
+    })
+    .expect("the template's configuration");
+    let store = user_auth_service::server::open_store(&config)
+        .await
+        .expect("migrate the template");
+    if signing {
+        user_auth_service::server::open_key_ring(&config, store.clone())
+            .expect("the template's key ring")
+            .ensure_ready(time::OffsetDateTime::now_utc())
+            .await
+            .expect("the template's first key");
+    }
+    // Closing the last connection checkpoints the write-ahead log into the file.
+    store.close().await;
+    let wal = dir.path().join("auth.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |wal| wal.len() == 0),
+        "the template's write-ahead log was not checkpointed into its file"
+    );
+    std::fs::read(&file).expect("read the template")
 }
 
 /// Runs one statement on the PostgreSQL server of `admin_url`, on a connection of its own.

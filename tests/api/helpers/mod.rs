@@ -5,6 +5,7 @@
 mod app;
 mod clock;
 mod database;
+mod logs;
 mod oauth;
 mod operator;
 mod process;
@@ -15,6 +16,7 @@ mod values;
 pub use app::*;
 pub use clock::*;
 pub use database::*;
+pub use logs::*;
 pub use oauth::*;
 #[allow(unused_imports)]
 pub use operator::*;
