@@ -1,12 +1,13 @@
-//! The two hardware ceilings the benchmark holds the service against, measured through the
-//! service's own code without HTTP, one core at a time:
+//! The two hardware ceilings the benchmark holds the service against, measured without HTTP,
+//! one core at a time:
 //!
 //! - RS256 signatures per second: `TokenIssuer::issue_for_client`, the client credentials
 //!   grant's whole signing path (claims, JSON, the cached signer), on a current-thread runtime;
 //!   then on every core at once;
-//! - Argon2id hashes per second: `PasswordHasher::verify` with one hashing thread and the
-//!   configured `ARGON2_*` parameters, exactly what a sign-in waits for; then with all
-//!   `PASSWORD_HASH_CONCURRENCY` threads hashing at once, which shows what they deliver together.
+//! - Argon2id hashes per second with the configured `ARGON2_*` parameters, by the argon2 crate
+//!   alone with one working memory per thread (no admission, no allocation per hash): on one
+//!   thread, then on all `PASSWORD_HASH_CONCURRENCY` threads at once, which shows what they
+//!   deliver together.
 //!
 //! Prints one JSON object on stdout. `bench/run` multiplies each figure by the cores the server
 //! may use for it (its worker threads, its `PASSWORD_HASH_CONCURRENCY`).
@@ -21,13 +22,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde_json::json;
 use user_auth_service::config::Config;
 use user_auth_service::oauth::Scope;
 use user_auth_service::store::Store;
 use user_auth_service::tokens::{TokenIssuer, TokenSettings};
-use user_auth_service::users::hashing::{HasherSettings, PasswordHasher};
-use user_auth_service::users::password::Password;
 
 /// Which ceilings to measure (the second argument): `bench/run` measures each again beside the
 /// load runs it bounds, so that a change in the host's speed hits both alike.
@@ -96,7 +96,7 @@ async fn measure(
         figures["rs256_signatures_per_second_all_cores_at_once"] = json!(all);
     }
     if which != Which::Rs256 {
-        let (one, all) = hashes(config, window).await?;
+        let (one, all) = hashes(config, window)?;
         figures["argon2_hashes_per_second_per_core"] = json!(one);
         figures["argon2_hashes_per_second_all_threads_at_once"] = json!(all);
     }
@@ -184,78 +184,52 @@ async fn signatures(config: &Config, window: Duration) -> Result<(f64, f64), Str
     Ok((one_core, all_cores as f64 / started.elapsed().as_secs_f64()))
 }
 
-/// Argon2 verifications per second with one hashing thread, then with all of them at once.
-async fn hashes(config: &Config, window: Duration) -> Result<(f64, f64), String> {
-    let one_at_a_time = HasherSettings {
-        concurrency: 1,
-        queue_timeout: Duration::from_secs(60),
-        max_waiting: 1,
-        ..config.hasher_settings()
-    };
-    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(one_at_a_time))
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| error.to_string())?;
-    let password = "correct horse battery staple";
-    let stored = hasher
-        .hash(Password::normalize(password))
-        .await
-        .map_err(|error| error.to_string())?;
-    let started = Instant::now();
-    let mut hashes = 0u64;
-    while started.elapsed() < window {
-        let verified = hasher
-            .verify(Password::normalize(password), Some(stored.clone()))
-            .await
-            .map_err(|error| error.to_string())?;
-        if !verified.matches {
-            return Err("the password did not verify".to_owned());
-        }
-        hashes += 1;
-    }
-    let hashes_per_second = hashes as f64 / started.elapsed().as_secs_f64();
-    drop(hasher);
+/// Argon2id hashes per second at the configured parameters, by the argon2 crate alone, each
+/// thread reusing one working memory: what one core can do, then what all the hashing threads
+/// deliver together (they share memory bandwidth and caches, which Argon2 leans on). No
+/// admission, no task, no allocation: the most any hasher could get from these cores.
+fn hashes(config: &Config, window: Duration) -> Result<(f64, f64), String> {
+    let params = Params::new(
+        config.argon2.memory_kib,
+        config.argon2.iterations,
+        config.argon2.parallelism,
+        None,
+    )
+    .map_err(|error| error.to_string())?;
+    let one_core = hashes_on(&params, window, 1)?;
+    let all_threads = hashes_on(&params, window, config.password_hash_concurrency)?;
+    Ok((one_core, all_threads))
+}
 
-    // The same, with all the configured hashing threads busy at once: what the cores deliver
-    // together (they share memory bandwidth and caches, which Argon2 leans on).
-    let concurrency = config.password_hash_concurrency;
-    let config_settings = config.hasher_settings();
-    let hasher = Arc::new(
-        tokio::task::spawn_blocking(move || {
-            PasswordHasher::new(HasherSettings {
-                queue_timeout: Duration::from_secs(60),
-                max_waiting: concurrency,
-                ..config_settings
-            })
-        })
-        .await
-        .map_err(|error| error.to_string())?
-        .map_err(|error| error.to_string())?,
-    );
+fn hashes_on(params: &Params, window: Duration, threads: usize) -> Result<f64, String> {
     let started = Instant::now();
-    let mut streams = Vec::new();
-    for _ in 0..concurrency {
-        let hasher = Arc::clone(&hasher);
-        let stored = stored.clone();
-        streams.push(tokio::spawn(async move {
-            let mut done = 0u64;
-            while started.elapsed() < window {
-                if hasher
-                    .verify(Password::normalize(password), Some(stored.clone()))
-                    .await
-                    .is_ok_and(|verified| verified.matches)
-                {
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+            std::thread::spawn(move || -> Result<u64, String> {
+                let mut memory = vec![Block::new(); argon2.params().block_count()];
+                let mut output = [0u8; 32];
+                let mut done = 0u64;
+                while started.elapsed() < window {
+                    argon2
+                        .hash_password_into_with_memory(
+                            b"correct horse battery staple",
+                            b"sixteen byte salt",
+                            &mut output,
+                            &mut memory,
+                        )
+                        .map_err(|error| error.to_string())?;
                     done += 1;
                 }
-            }
-            done
-        }));
+                Ok(done)
+            })
+        })
+        .collect();
+    let mut done = 0u64;
+    for worker in workers {
+        done += worker
+            .join()
+            .map_err(|_| "a hashing thread panicked".to_owned())??;
     }
-    let mut parallel_hashes = 0u64;
-    for stream in streams {
-        parallel_hashes += stream.await.map_err(|error| error.to_string())?;
-    }
-    let parallel_hashes_per_second = parallel_hashes as f64 / started.elapsed().as_secs_f64();
-
-    Ok((hashes_per_second, parallel_hashes_per_second))
+    Ok(done as f64 / started.elapsed().as_secs_f64())
 }

@@ -1,18 +1,26 @@
-//! Argon2id password hashing (SPEC §4) through the argon2 crate's own `PasswordHasher` and
-//! `PasswordVerifier`, run on the runtime's blocking threads with bounded admission.
+//! Argon2id password hashing (SPEC §4) with the argon2 crate, run on the runtime's blocking
+//! threads with bounded admission.
 //!
 //! At most `concurrency` hashes run at once and at most `max_waiting` requests wait for a turn,
 //! each for at most `queue_timeout`; past that the caller gets `HashError::Busy` (503 with
 //! `Retry-After`). Memory stays bounded under a flood (one Argon2 working memory per running
 //! hash), and the cheap endpoints stay fast because no hash runs on an async thread.
+//!
+//! The working memory is kept from one hash to the next while hashes follow each other, and
+//! freed when the last one ends with nobody waiting. The crate's `PasswordHasher` trait
+//! allocates it zeroed for every hash, and jemalloc gives zeroed memory of that size by handing
+//! its pages back to the kernel: every hash then paid one page fault per 4 KiB page (4,864 at
+//! the defaults), and sign-ins reached 0.57 of the Argon2 ceiling. So the hash runs through
+//! the crate's `hash_password_into_with_memory` and its PHC types (`PasswordHash`, `Output`,
+//! whose comparison is constant-time), and the tests check the strings against the crate's own
+//! `PasswordHasher` and `PasswordVerifier`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::password::Password;
@@ -49,7 +57,7 @@ pub struct Verification {
 
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
-    admission: Admission,
+    shared: Arc<Shared>,
     /// Told how long each hash waited for its turn (the metrics' histogram).
     wait_observer: Option<WaitObserver>,
     /// A real hash of a random password, checked for unknown users so that they cost the same
@@ -76,15 +84,18 @@ impl PasswordHasher {
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let mut random = [0u8; 32];
         openssl::rand::rand_bytes(&mut random).map_err(|e| HashError::Failed(e.to_string()))?;
-        let dummy_hash = hash_blocking(&argon2, hex::encode(random).as_bytes())?;
+        let dummy_hash = hash_blocking(&argon2, hex::encode(random).as_bytes(), &mut Vec::new())?;
         Ok(PasswordHasher {
             argon2,
-            admission: Admission {
-                turns: Arc::new(Semaphore::new(settings.concurrency)),
-                waiting: AtomicUsize::new(0),
-                max_waiting: settings.max_waiting,
-                queue_timeout: settings.queue_timeout,
-            },
+            shared: Arc::new(Shared {
+                admission: Admission {
+                    turns: Arc::new(Semaphore::new(settings.concurrency)),
+                    waiting: AtomicUsize::new(0),
+                    max_waiting: settings.max_waiting,
+                    queue_timeout: settings.queue_timeout,
+                },
+                memory: WorkingMemory::default(),
+            }),
             wait_observer: None,
             dummy_hash,
         })
@@ -98,7 +109,7 @@ impl PasswordHasher {
     /// A PHC string (`$argon2id$v=19$m=...`) of `password` with a fresh random salt.
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
         let argon2 = self.argon2.clone();
-        self.run(move || hash_blocking(&argon2, password.expose().as_bytes()))
+        self.run(move |memory| hash_blocking(&argon2, password.expose().as_bytes(), memory))
             .await
     }
 
@@ -113,11 +124,12 @@ impl PasswordHasher {
         let stored = stored.unwrap_or_else(|| self.dummy_hash.clone());
         let argon2 = self.argon2.clone();
         let verification = self
-            .run(move || {
+            .run(move |memory| {
                 Ok(verify_blocking(
-                    &argon2,
+                    argon2.params(),
                     &stored,
                     password.expose().as_bytes(),
+                    memory,
                 ))
             })
             .await?;
@@ -129,30 +141,88 @@ impl PasswordHasher {
 
     /// How many requests wait for a hashing turn right now.
     pub fn queue_depth(&self) -> usize {
-        self.admission.waiting.load(Ordering::Relaxed)
+        self.shared.admission.waiting.load(Ordering::Relaxed)
     }
 
-    /// Waits (boundedly) for a turn, then runs `work` on a blocking thread holding it. The turn
-    /// stays taken until the work ends, even if the request that asked is cancelled meanwhile:
-    /// the hashes running never outnumber `concurrency`.
+    /// Waits (boundedly) for a turn, then runs `work` on a blocking thread holding it, with
+    /// working memory. The turn stays taken until the work ends, even if the request that asked
+    /// is cancelled meanwhile: the hashes running never outnumber `concurrency`.
     async fn run<T, F>(&self, work: F) -> Result<T, HashError>
     where
-        F: FnOnce() -> Result<T, HashError> + Send + 'static,
+        F: FnOnce(&mut Vec<Block>) -> Result<T, HashError> + Send + 'static,
         T: Send + 'static,
     {
         let started = Instant::now();
-        let turn = self.admission.wait_for_turn().await;
+        let turn = self.shared.admission.wait_for_turn().await;
         if let Some(observe) = &self.wait_observer {
             observe(started.elapsed());
         }
         let turn = turn?;
         let span = tracing::Span::current();
+        let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             let _turn = turn;
-            span.in_scope(work)
+            let mut memory = shared.memory.take();
+            let result = span.in_scope(|| work(&mut memory));
+            let others_waiting = shared.admission.waiting.load(Ordering::Acquire) > 0;
+            shared.memory.give_back(memory, others_waiting);
+            result
         })
         .await
         .map_err(|error| HashError::Failed(format!("a hashing task failed: {error}")))?
+    }
+}
+
+/// What the hashing tasks share with the hasher.
+struct Shared {
+    admission: Admission,
+    memory: WorkingMemory,
+}
+
+/// Argon2 working memory kept between hashes that follow each other: one buffer per running
+/// hash at most, all freed when the last running hash ends with no request waiting.
+#[derive(Default)]
+struct WorkingMemory {
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Default)]
+struct MemoryState {
+    spare: Vec<Vec<Block>>,
+    in_use: usize,
+}
+
+impl WorkingMemory {
+    /// Every change under the lock is one push, pop or count, so a panic elsewhere cannot leave
+    /// the state half-changed: a poisoned lock is still safe to use.
+    fn lock(&self) -> MutexGuard<'_, MemoryState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A spare buffer, or an empty one that the hash grows to its size.
+    fn take(&self) -> Vec<Block> {
+        let mut state = self.lock();
+        state.in_use += 1;
+        state.spare.pop().unwrap_or_default()
+    }
+
+    fn give_back(&self, buffer: Vec<Block>, others_waiting: bool) {
+        let mut state = self.lock();
+        state.in_use = state.in_use.saturating_sub(1);
+        if state.in_use == 0 && !others_waiting {
+            state.spare.clear();
+        } else if !buffer.is_empty() {
+            state.spare.push(buffer);
+        }
+    }
+
+    #[cfg(test)]
+    fn spare_bytes(&self) -> usize {
+        self.lock()
+            .spare
+            .iter()
+            .map(|buffer| buffer.len() * Block::SIZE)
+            .sum()
     }
 }
 
@@ -204,24 +274,66 @@ impl Drop for Waiting<'_> {
     }
 }
 
-fn hash_blocking(argon2: &Argon2<'_>, password: &[u8]) -> Result<String, HashError> {
-    argon2
-        .hash_password(password)
-        .map(|hash| hash.to_string())
-        .map_err(|error| HashError::Failed(error.to_string()))
+/// `memory` grown to at least what `params` need (it is only ever grown: a spare buffer may have
+/// served a hash with other parameters).
+fn working_memory<'a>(memory: &'a mut Vec<Block>, params: &Params) -> &'a mut [Block] {
+    let needed = params.block_count();
+    if memory.len() < needed {
+        memory.resize(needed, Block::new());
+    }
+    memory
 }
 
-/// Verifies with the stored hash's own algorithm and parameters, whatever today's are; a stored
-/// value that is not a PHC string never matches.
-fn verify_blocking(current: &Argon2<'_>, stored: &str, password: &[u8]) -> Verification {
+/// A PHC string (`$argon2id$v=19$m=...`) of `password` with a fresh random salt: what the
+/// crate's `PasswordHasher::hash_password` makes, in working memory of the caller's.
+fn hash_blocking(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    memory: &mut Vec<Block>,
+) -> Result<String, HashError> {
+    let failed = |error: &dyn std::fmt::Display| HashError::Failed(error.to_string());
+    let params = argon2.params();
+    let mut salt = [0u8; Salt::RECOMMENDED_LENGTH];
+    openssl::rand::rand_bytes(&mut salt).map_err(|e| failed(&e))?;
+    let mut output = [0u8; Output::MAX_LENGTH];
+    let output = output
+        .get_mut(..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN))
+        .ok_or_else(|| failed(&"Argon2 output length"))?;
+    argon2
+        .hash_password_into_with_memory(
+            password,
+            &salt,
+            &mut *output,
+            working_memory(memory, params),
+        )
+        .map_err(|e| failed(&e))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+        hash: Some(Output::new(output).map_err(|e| failed(&e))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Checks `password` against `stored` with the stored hash's own algorithm, version and
+/// parameters, whatever today's are; a stored value that is not an Argon2 PHC string never
+/// matches.
+fn verify_blocking(
+    today: &Params,
+    stored: &str,
+    password: &[u8],
+    memory: &mut Vec<Block>,
+) -> Verification {
     let Ok(hash) = PasswordHash::new(stored) else {
         return Verification {
             matches: false,
             needs_rehash: false,
         };
     };
-    let matches = current.verify_password(password, &hash).is_ok();
-    let today = current.params();
+    let matches =
+        recompute(&hash, password, memory).is_some_and(|output| Some(output) == hash.hash);
     let needs_rehash = hash.algorithm != Algorithm::Argon2id.ident()
         || Params::try_from(&hash).map_or(true, |params| {
             params.m_cost() != today.m_cost()
@@ -234,16 +346,35 @@ fn verify_blocking(current: &Argon2<'_>, stored: &str, password: &[u8]) -> Verif
     }
 }
 
+/// The output `hash` would have for `password` (its `Output` compares in constant time).
+fn recompute(hash: &PasswordHash, password: &[u8], memory: &mut Vec<Block>) -> Option<Output> {
+    let algorithm = Algorithm::try_from(hash.algorithm.as_str()).ok()?;
+    let version = match hash.version {
+        None => Version::default(),
+        Some(version) => Version::try_from(version).ok()?,
+    };
+    let params = Params::try_from(hash).ok()?;
+    let salt = hash.salt.as_ref()?;
+    let mut output = vec![0u8; hash.hash.as_ref()?.len()];
+    let memory = working_memory(memory, &params);
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut output, memory)
+        .ok()?;
+    Output::new(&output).ok()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+
     use super::*;
 
-    fn cheap() -> Argon2<'static> {
+    fn argon2(algorithm: Algorithm, m_cost: u32, t_cost: u32) -> Argon2<'static> {
         Argon2::new(
-            Algorithm::Argon2id,
+            algorithm,
             Version::V0x13,
-            Params::new(1024, 1, 1, None).unwrap(),
+            Params::new(m_cost, t_cost, 1, None).unwrap(),
         )
     }
 
@@ -259,34 +390,46 @@ mod tests {
     }
 
     #[test]
-    fn a_hash_verifies_with_its_password_only_and_is_a_standard_phc_string() {
-        let argon2 = cheap();
-        let hash = hash_blocking(&argon2, b"correct horse").unwrap();
+    fn a_hash_is_a_standard_phc_string_that_the_crates_own_verifier_accepts() {
+        let cheap = argon2(Algorithm::Argon2id, 1024, 1);
+        let hash = hash_blocking(&cheap, b"correct horse", &mut Vec::new()).unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{hash}");
-        let right = verify_blocking(&argon2, &hash, b"correct horse");
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(cheap.verify_password(b"correct horse", &parsed).is_ok());
+        assert!(cheap.verify_password(b"correct horsf", &parsed).is_err());
+    }
+
+    #[test]
+    fn a_hash_the_crate_made_verifies_with_its_password_only() {
+        let cheap = argon2(Algorithm::Argon2id, 1024, 1);
+        let hash = cheap.hash_password(b"correct horse").unwrap().to_string();
+        let mut memory = Vec::new();
+        let right = verify_blocking(cheap.params(), &hash, b"correct horse", &mut memory);
         assert!(right.matches && !right.needs_rehash, "{right:?}");
-        assert!(!verify_blocking(&argon2, &hash, b"correct horsf").matches);
-        assert!(!verify_blocking(&argon2, "not a phc string", b"correct horse").matches);
+        let wrong = verify_blocking(cheap.params(), &hash, b"correct horsf", &mut memory);
+        assert!(!wrong.matches);
+        let garbage = verify_blocking(cheap.params(), "not a phc string", b"x", &mut memory);
+        assert!(!garbage.matches);
     }
 
     #[test]
     fn hashes_made_with_other_parameters_still_verify_and_ask_for_a_rehash() {
-        let old = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(2048, 2, 1, None).unwrap(),
-        );
-        let hash = hash_blocking(&old, b"old password").unwrap();
-        let verification = verify_blocking(&cheap(), &hash, b"old password");
-        assert!(verification.matches && verification.needs_rehash);
-        let argon2i = Argon2::new(
-            Algorithm::Argon2i,
-            Version::V0x13,
-            Params::new(1024, 1, 1, None).unwrap(),
-        );
-        let hash = hash_blocking(&argon2i, b"old password").unwrap();
-        let verification = verify_blocking(&cheap(), &hash, b"old password");
-        assert!(verification.matches && verification.needs_rehash);
+        let today = argon2(Algorithm::Argon2id, 1024, 1);
+        // One buffer for all three, as a spare one serves hashes of any parameters.
+        let mut memory = Vec::new();
+        for old in [
+            argon2(Algorithm::Argon2id, 2048, 2),
+            argon2(Algorithm::Argon2i, 1024, 1),
+            argon2(Algorithm::Argon2id, 1024, 1),
+        ] {
+            let hash = old.hash_password(b"old password").unwrap().to_string();
+            let verification = verify_blocking(today.params(), &hash, b"old password", &mut memory);
+            assert!(verification.matches, "{hash}");
+            let same = old.params().m_cost() == 1024
+                && old.params().t_cost() == 1
+                && hash.starts_with("$argon2id$");
+            assert_eq!(verification.needs_rehash, !same, "{hash}");
+        }
     }
 
     #[tokio::test]
@@ -299,11 +442,30 @@ mod tests {
         assert!(!verification.matches);
     }
 
+    #[test]
+    fn working_memory_is_kept_while_hashes_follow_each_other_and_freed_when_none_runs() {
+        let memory = WorkingMemory::default();
+        let mut first = memory.take();
+        first.resize(1024, Block::new());
+        let second = memory.take();
+        // Another hash still runs: the buffer waits for the next one.
+        memory.give_back(first, false);
+        assert_eq!(memory.spare_bytes(), 1024 * Block::SIZE);
+        // The last one ends, but a request waits for a turn: kept.
+        memory.give_back(second, true);
+        assert_eq!(memory.spare_bytes(), 1024 * Block::SIZE);
+        let reused = memory.take();
+        assert_eq!(reused.len(), 1024, "a spare buffer is reused");
+        // The last one ends with nobody waiting: everything is freed.
+        memory.give_back(reused, false);
+        assert_eq!(memory.spare_bytes(), 0);
+    }
+
     #[tokio::test]
     async fn past_the_waiting_room_a_request_is_told_busy_and_a_cancelled_waiter_stops_counting() {
         let hasher = Arc::new(PasswordHasher::new(settings(1, 1)).unwrap());
         // Hold the only turn, so that every request has to wait.
-        let held = Arc::clone(&hasher.admission.turns)
+        let held = Arc::clone(&hasher.shared.admission.turns)
             .acquire_owned()
             .await
             .unwrap();
@@ -329,5 +491,7 @@ mod tests {
         let hash = hasher.hash(Password::normalize("third, served")).await;
         assert!(hash.unwrap().starts_with("$argon2id$"));
         assert_eq!(hasher.queue_depth(), 0);
+        // Nothing runs or waits any more: no working memory is kept.
+        assert_eq!(hasher.shared.memory.spare_bytes(), 0);
     }
 }
