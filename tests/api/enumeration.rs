@@ -8,9 +8,10 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, strong_password, unique_username};
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+/// The least of some durations: what the work itself costs. Load from the tests running beside
+/// this one only ever adds time, to either side, so the least is what survives a busy machine.
+fn least(samples: &[Duration]) -> Duration {
+    samples.iter().copied().min().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -53,8 +54,8 @@ async fn the_password_grant_answers_an_unknown_user_exactly_like_a_wrong_passwor
             .all(|body| body == &wrong_bodies[0]),
         "one body for both: {wrong_bodies:?} {unknown_bodies:?}"
     );
-    let (wrong, unknown) = (median(wrong_times), median(unknown_times));
-    println!("password grant medians: wrong password {wrong:?}, unknown user {unknown:?}");
+    let (wrong, unknown) = (least(&wrong_times), least(&unknown_times));
+    println!("password grant, least times: wrong password {wrong:?}, unknown user {unknown:?}");
     assert!(
         unknown * 10 >= wrong * 4 && wrong * 10 >= unknown * 4,
         "an unknown user ({unknown:?}) costs about what a wrong password does ({wrong:?})"

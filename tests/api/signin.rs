@@ -196,10 +196,10 @@ async fn throttling_one_account_leaves_another_alone() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-/// The median of some durations.
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+/// The least of some durations: what the work itself costs. Load from the tests running beside
+/// this one only ever adds time, to either side, so the least is what survives a busy machine.
+fn least(samples: &[Duration]) -> Duration {
+    samples.iter().copied().min().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -235,7 +235,7 @@ async fn signin_for_an_unknown_user_costs_about_as_much_as_a_wrong_password() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
 
-    let (wrong_password, unknown_user) = (median(wrong_password), median(unknown_user));
+    let (wrong_password, unknown_user) = (least(&wrong_password), least(&unknown_user));
     assert!(
         unknown_user * 10 >= wrong_password * 4,
         "an unknown user ({unknown_user:?}) costs about what a wrong password does \
