@@ -330,15 +330,7 @@ impl TestApp {
         password: &str,
         scope: Option<&str>,
     ) -> reqwest::Response {
-        let mut form = vec![
-            ("grant_type", "password"),
-            ("username", username),
-            ("password", password),
-        ];
-        if let Some(scope) = scope {
-            form.push(("scope", scope));
-        }
-        self.post_form("/token", &serde_urlencoded::to_string(&form).unwrap())
+        self.password_grant_as(&ClientAuth::None, username, password, scope)
             .await
     }
 
