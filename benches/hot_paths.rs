@@ -8,7 +8,8 @@
 //! - `jwks/render_key_set`: `KeySet::build`, parsing the key rows and rendering the JWKS
 //!   document, done once per key-set snapshot (every `KEY_CACHE_TTL`), never per request;
 //! - `password/argon2id_hash`: `PasswordHasher::hash` with the default Argon2id parameters
-//!   (m=19456 KiB, t=2, p=1) and one hashing thread;
+//!   (m=19456 KiB, t=2, p=1), one hash at a time (each allocates its working memory: nothing else
+//!   runs to keep it);
 //! - `password/argon2id_verify`: `PasswordHasher::verify` of the right password against such a hash.
 //!
 //! The async calls run on a current-thread Tokio runtime, one `block_on` per iteration, so each
