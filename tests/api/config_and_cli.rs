@@ -5,9 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::random_kek;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_user-auth-service");
+use crate::helpers::{binary_command, random_kek};
 
 /// Kills the child when dropped, so a failed assertion never leaves a server running.
 struct ChildGuard(Option<Child>);
@@ -41,25 +39,10 @@ impl Drop for ChildGuard {
     }
 }
 
-/// The binary with nothing of this process's environment but PATH, run in `dir`; its management
-/// listener on a free port unless `vars` name one, since tests run side by side.
-fn command(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.env_clear().current_dir(dir).args(args);
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    command.env("MANAGEMENT_PORT", "0");
-    for (name, value) in vars {
-        command.env(name, value);
-    }
-    command
-}
-
 /// Run to completion, insisting it ends within 30 s (a bad configuration must stop start-up,
 /// not start a server).
 fn run(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
-    let child = command(dir, vars, args)
+    let child = binary_command(dir, vars, args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -307,7 +290,7 @@ fn help_lists_the_subcommands() {
 async fn start_zero_config_server(dir: &Path, log: &Path) -> (ChildGuard, u16) {
     let port = free_port();
     let log = std::fs::File::create(log).unwrap();
-    let child = command(dir, &[("PORT", &port.to_string())], &[])
+    let child = binary_command(dir, &[("PORT", &port.to_string())], &[])
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)

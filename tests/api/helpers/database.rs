@@ -6,8 +6,8 @@ use super::*;
 /// A database that lives as long as any `TestApp` (or test) holds it.
 pub struct TestDatabase {
     pub url: String,
-    /// Keeps the SQLite file's directory alive.
-    _dir: Option<tempfile::TempDir>,
+    /// The SQLite file's directory, removed when the database is dropped.
+    dir: Option<tempfile::TempDir>,
     /// For PostgreSQL: how to remove what the test made when it is dropped.
     postgres_cleanup: Option<PostgresCleanup>,
 }
@@ -73,14 +73,14 @@ impl TestDatabase {
         let url = format!("sqlite://{}/auth.db", dir.path().display());
         TestDatabase {
             url,
-            _dir: Some(dir),
+            dir: Some(dir),
             postgres_cleanup: None,
         }
     }
 
     /// The SQLite database's file, when it is one.
     fn sqlite_file(&self) -> Option<std::path::PathBuf> {
-        self._dir.as_ref().map(|dir| dir.path().join("auth.db"))
+        self.dir.as_ref().map(|dir| dir.path().join("auth.db"))
     }
 
     async fn create_postgres_schema(admin_url: &str) -> TestDatabase {
@@ -89,7 +89,7 @@ impl TestDatabase {
         let separator = if admin_url.contains('?') { '&' } else { '?' };
         TestDatabase {
             url: format!("{admin_url}{separator}options=-c%20search_path%3D{name}"),
-            _dir: None,
+            dir: None,
             postgres_cleanup: Some(PostgresCleanup::Schema {
                 admin_url: admin_url.to_owned(),
                 name,
@@ -102,7 +102,7 @@ impl TestDatabase {
         execute_on_server(admin_url, &format!(r#"create database "{name}""#)).await;
         TestDatabase {
             url: replace_database(admin_url, &name),
-            _dir: None,
+            dir: None,
             postgres_cleanup: Some(PostgresCleanup::Database {
                 admin_url: admin_url.to_owned(),
                 name,
