@@ -16,6 +16,7 @@
 //!
 //! A connection whose time is up is dropped: nothing of it is in flight.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -89,7 +90,10 @@ pub async fn serve<S>(
             activity: Arc::clone(&activity),
         });
         let requests = {
-            let (service, activity) = (service.clone(), Arc::clone(&activity));
+            // One service per connection, called in place: HTTP/1.1 calls it for one request
+            // at a time, and the answer's future owns what it needs. Cloning the whole layered
+            // service for each request (as `axum::serve` does) costs an allocation per request.
+            let (service, activity) = (RefCell::new(service.clone()), Arc::clone(&activity));
             hyper::service::service_fn(move |request: Request<Incoming>| {
                 let in_flight = activity.request_began();
                 let mut request = request.map(Body::new);
@@ -97,7 +101,7 @@ pub async fn serve<S>(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 // Both services are always ready: axum's `Router` is, and every layer around it
                 // passes its readiness on.
-                let answer = service.clone().call(request);
+                let answer = service.borrow_mut().call(request);
                 async move {
                     let answer = answer.await;
                     drop(in_flight);

@@ -60,7 +60,7 @@ pub fn service(state: AppState, settings: &RouterSettings) -> PublicService {
         .layer(PropagateRequestIdLayer::new(layers::REQUEST_ID))
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(layers::trace())
-        .layer(layers::security_headers())
+        .map_response(layers::with_security_headers)
         .layer(layers::cors(&settings.cors_allowed_origins))
         .map_response(layers::in_json_error_body)
         .layer(TimeoutLayer::with_status_code(
@@ -172,7 +172,7 @@ pub fn management(state: AppState, settings: &RouterSettings) -> Management {
         .layer(
             ServiceBuilder::new()
                 // The public port's protective headers, in case a browser is pointed here.
-                .layer(layers::security_headers())
+                .map_response(layers::with_security_headers)
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     settings.request_timeout,
