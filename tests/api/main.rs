@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod authorize_errors;
 mod client_credentials;
 mod clients_cli;
 mod concurrency;
@@ -24,6 +25,7 @@ mod me;
 mod oauth2_client;
 mod oauth2_client_grants;
 mod oauth2_errors;
+mod oidc_relying_party;
 mod operations;
 mod overload;
 mod password_grant_clients;

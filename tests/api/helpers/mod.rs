@@ -3,6 +3,7 @@
 //! verification, and the service as a process.
 
 mod app;
+mod browser;
 mod clock;
 mod database;
 mod logs;
@@ -12,8 +13,10 @@ mod process;
 mod responses;
 mod tokens;
 mod values;
+mod web_client_stub;
 
 pub use app::*;
+pub use browser::*;
 pub use clock::*;
 pub use database::*;
 pub use logs::*;
