@@ -11,7 +11,7 @@ use crate::helpers::{
     AuthorizeRequest, Browser, ClientAuth, MovableClock, OTHER_REDIRECT_URI,
     POST_LOGOUT_REDIRECT_URI, REDIRECT_URI, RegisteredClient, TestApp, assert_error,
     assert_json_error, assert_refresh_invalid_grant, header, is_sign_in_page, ok_json, query_of,
-    set_cookie, str_of, unique_client_name, without_query,
+    set_cookie, str_of, without_query,
 };
 
 /// An app, a user, a web client with two redirect URIs, and a browser with no session.
@@ -290,22 +290,20 @@ async fn a_scope_outside_the_clients_is_invalid_scope() {
 #[tokio::test]
 async fn a_client_not_allowed_the_code_grant_is_unauthorized_client() {
     let f = Fixture::new().await;
-    // A client with a registered redirect URI but only the password grant, as an operator can
-    // make one on the command line.
-    let created = f
+    // Registration refuses redirect URIs to a client without the authorization_code grant, so
+    // such a client is made the only way there is: its row edited in the database (before the
+    // app has ever looked it up, so that no cache holds the row as it was).
+    let client = f
         .app
-        .cli_json(&[
-            "clients",
-            "create",
-            "--name",
-            &unique_client_name(),
-            "--grant-types",
-            "password,refresh_token",
-            "--redirect-uri",
-            REDIRECT_URI,
-        ])
+        .create_web_client(false, &[REDIRECT_URI], &[POST_LOGOUT_REDIRECT_URI])
         .await;
-    let request = AuthorizeRequest::new(str_of(&created, "client_id"), REDIRECT_URI);
+    f.app
+        .execute_sql(&format!(
+            "update clients set grant_types = 'refresh_token' where id = '{}'",
+            client.client_id
+        ))
+        .await;
+    let request = AuthorizeRequest::new(&client.client_id, REDIRECT_URI);
     let response = f.browser.get(&request.url(&f.app)).await;
     assert_redirected_error(&f.app, response, &request, "unauthorized_client").await;
 }
@@ -616,6 +614,8 @@ async fn the_verifier_itself_as_the_challenge_is_invalid_grant() {
     // A client that sent `code_challenge=<verifier>` (plain, mislabelled S256) gets nothing.
     let f = Fixture::new().await;
     let (verifier, _) = crate::helpers::pkce_pair();
+    // 43 characters: as long as an S256 challenge, and still a valid verifier (RFC 7636 §4.1).
+    let verifier = verifier[..43].to_owned();
     let request = f.request().set("code_challenge", &verifier);
     let code = f.sign_in(&request).await;
     let response = f
