@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod authorization_code;
 mod authorize_errors;
 mod client_credentials;
 mod clients_cli;

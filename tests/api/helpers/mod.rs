@@ -13,7 +13,6 @@ mod process;
 mod responses;
 mod tokens;
 mod values;
-mod web_client_stub;
 
 pub use app::*;
 pub use browser::*;
