@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use crate::helpers::{
     AuthorizeRequest, Browser, ClientAuth, MovableClock, OTHER_REDIRECT_URI,
     POST_LOGOUT_REDIRECT_URI, REDIRECT_URI, RegisteredClient, TestApp, assert_error,
-    assert_json_error, assert_refresh_invalid_grant, header, is_sign_in_page, ok_json, query_of,
-    set_cookie, str_of, without_query,
+    assert_json_error, assert_refresh_invalid_grant, header, input_value, is_sign_in_page, ok_json,
+    query_of, set_cookie, str_of, without_query,
 };
 
 /// An app, a user, a web client with two redirect URIs, and a browser with no session.
@@ -64,6 +64,18 @@ impl Fixture {
         } else {
             self.client.post()
         }
+    }
+
+    /// Sign the browser in and exchange the code; answers the token response.
+    async fn tokens(&self) -> serde_json::Value {
+        let request = self.request();
+        let code = self.sign_in(&request).await;
+        ok_json(
+            self.app
+                .exchange_code_as(&self.auth(), &code, REDIRECT_URI, &request.code_verifier)
+                .await,
+        )
+        .await
     }
 
     /// Sign the browser in through `request`'s page; answers the code.
@@ -491,6 +503,87 @@ async fn a_wrong_password_or_an_unknown_user_shows_the_form_again_with_the_same_
     assert!(!has_session(&f).await, "nobody is signed in");
 }
 
+#[tokio::test]
+async fn a_disabled_account_is_not_signed_in_and_a_wrong_password_does_not_tell_it_is_disabled() {
+    let f = Fixture::new().await;
+    f.app.disable_user(&f.username).await;
+    for (case, password) in [
+        ("the right password", f.password.as_str()),
+        ("a wrong password", "not-the-password-at-all"),
+    ] {
+        let form = f.browser.open_sign_in_form(&f.request().url(&f.app)).await;
+        let response = f.browser.submit(&form, &f.username, password).await;
+        let status = response.status();
+        assert_eq!(header(&response, "location"), "", "{case}: no redirect");
+        assert_eq!(
+            set_cookie(&response, "auth_session"),
+            "",
+            "{case}: no session"
+        );
+        let body = response.text().await.unwrap();
+        assert!(
+            status.is_success() || status.is_client_error(),
+            "{case}: a page, not {status}"
+        );
+        if case == "a wrong password" {
+            // SPEC §2: account_disabled only after a correct password.
+            assert_eq!(status, StatusCode::OK, "{case}: {body}");
+            assert!(
+                body.contains("Invalid username or password."),
+                "{case}: {body}"
+            );
+        }
+    }
+    assert!(!has_session(&f).await, "nobody is signed in");
+}
+
+#[tokio::test]
+async fn the_sign_in_form_shares_the_throttling_of_the_sign_in_endpoint() {
+    // SPEC §6: "the throttling of §8 applies exactly as at /api/v1/auth/signin": five failures
+    // in a row are free, then a delay; failures at either count for both.
+    let clock = MovableClock::stopped();
+    let app = TestApp::builder().clock(clock.clone()).spawn().await;
+    let f = Fixture::on(app, false).await;
+    for _ in 0..3 {
+        let response = f.app.signin_response(&f.username, "not-the-password").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..2 {
+        let form = f.browser.open_sign_in_form(&f.request().url(&f.app)).await;
+        let response = f
+            .browser
+            .submit(&form, &f.username, "not-the-password")
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "a failure shows the form"
+        );
+    }
+    let form = f.browser.open_sign_in_form(&f.request().url(&f.app)).await;
+    let response = f.browser.submit(&form, &f.username, &f.password).await;
+    let status = response.status();
+    let retry_after = header(&response, "retry-after");
+    assert_eq!(
+        set_cookie(&response, "auth_session"),
+        "",
+        "throttled: no session"
+    );
+    assert_eq!(header(&response, "location"), "", "throttled: no redirect");
+    let body = response.text().await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the sixth attempt waits, the right password included: {body}"
+    );
+    assert_eq!(retry_after, "1", "Retry-After");
+
+    clock.advance(Duration::from_secs(1));
+    let form = f.browser.open_sign_in_form(&f.request().url(&f.app)).await;
+    let response = f.browser.submit(&form, &f.username, &f.password).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "the delay ended");
+}
+
 // The session: single sign-on, and what skips it.
 
 #[tokio::test]
@@ -832,6 +925,139 @@ async fn the_tokens_of_a_code_carry_the_id_token_claims_of_spec_6() {
     assert!(verified.claims["auth_time"].is_i64(), "{}", verified.claims);
     assert_eq!(verified.claims["nonce"], request.get("nonce"));
     assert_eq!(verified.claims["aud"], f.client.client_id.as_str());
+}
+
+// Logout (RP-Initiated Logout 1.0): never a redirect the hint's client did not register, and no
+// sign-out without the user's word when the request does not prove which client sent it.
+
+fn logout_url(app: &TestApp, params: &[(&str, &str)]) -> String {
+    format!(
+        "{}/logout?{}",
+        app.issuer,
+        serde_urlencoded::to_string(params).unwrap()
+    )
+}
+
+/// A 200 HTML page asking the user to confirm, with no redirect; answers the page.
+async fn assert_confirmation_page(response: reqwest::Response, case: &str) -> String {
+    let status = response.status();
+    let location = header(&response, "location");
+    let content_type = header(&response, "content-type");
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{case}: a page asking to confirm: {body}"
+    );
+    assert_eq!(location, "", "{case}: no redirect");
+    assert!(
+        content_type.starts_with("text/html"),
+        "{case}: HTML, not {content_type:?}"
+    );
+    body
+}
+
+#[tokio::test]
+async fn logout_without_a_hint_asks_the_user_to_confirm_and_signs_out_only_then() {
+    let f = Fixture::new().await;
+    f.sign_in(&f.request()).await;
+    for (case, params) in [
+        ("no parameters", vec![]),
+        ("a state only", vec![("state", "abc")]),
+        (
+            "a hint that is not an ID token",
+            vec![("id_token_hint", "not.a.token"), ("state", "abc")],
+        ),
+    ] {
+        let response = f.browser.get(&logout_url(&f.app, &params)).await;
+        assert_eq!(
+            set_cookie(&response, "auth_session"),
+            "",
+            "{case}: cookie kept"
+        );
+        assert_confirmation_page(response, case).await;
+        assert!(
+            has_session(&f).await,
+            "{case}: still signed in until confirmed"
+        );
+    }
+
+    // Confirming is a POST of the page's form, from the browser that holds the session.
+    let page = assert_confirmation_page(
+        f.browser.get(&logout_url(&f.app, &[])).await,
+        "before confirming",
+    )
+    .await;
+    let form: Vec<(String, String)> = ["logout_token", "csrf_token"]
+        .into_iter()
+        .filter_map(|name| input_value(&page, name).map(|v| (name.to_owned(), v)))
+        .collect();
+    assert!(
+        !form.is_empty(),
+        "a hidden token in the confirmation form: {page}"
+    );
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+
+    // Not from another browser (a cross-site form post has no session cookie to end anyway,
+    // and the token is no use without it).
+    let stranger = Browser::new(&f.app);
+    let response = stranger
+        .post_form(&format!("{}/logout", f.app.issuer), &form)
+        .await;
+    assert_eq!(header(&response, "location"), "");
+    assert!(has_session(&f).await, "a stranger's post signs nobody out");
+
+    let response = f
+        .browser
+        .post_form(&format!("{}/logout", f.app.issuer), &form)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK, "the signed-out page");
+    assert!(!has_session(&f).await, "signed out once confirmed");
+}
+
+#[tokio::test]
+async fn logout_never_redirects_to_a_uri_the_hints_client_did_not_register() {
+    let f = Fixture::new().await;
+    let other_uri = "http://127.0.0.1/rp/other-signed-out";
+    let _other = f
+        .app
+        .create_web_client(false, &[REDIRECT_URI], &[other_uri])
+        .await;
+    let tokens = f.tokens().await;
+    let hint = str_of(&tokens, "id_token");
+    for (case, uri) in [
+        ("a URI registered for another client", other_uri),
+        ("a URI registered for nobody", "http://127.0.0.1/elsewhere"),
+        (
+            "the registered URI with a trailing slash",
+            "http://127.0.0.1/rp/signed-out/",
+        ),
+        ("a redirect URI, not a post-logout one", REDIRECT_URI),
+    ] {
+        let response = f
+            .browser
+            .get(&logout_url(
+                &f.app,
+                &[
+                    ("id_token_hint", hint),
+                    ("post_logout_redirect_uri", uri),
+                    ("state", "abc"),
+                ],
+            ))
+            .await;
+        let status = response.status();
+        let location = header(&response, "location");
+        let content_type = header(&response, "content-type");
+        assert_eq!(location, "", "{case}: never a redirect ({status})");
+        assert!(
+            status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+            "{case}: a page, not {status}"
+        );
+        assert!(
+            content_type.starts_with("text/html"),
+            "{case}: {content_type:?}"
+        );
+    }
 }
 
 #[test]

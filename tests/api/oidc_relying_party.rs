@@ -4,15 +4,16 @@
 //! and RP-initiated logout. The user agent is a reqwest client with a cookie jar.
 
 use openidconnect::core::{
-    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreGenderClaim,
+    CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreGrantType,
     CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreTokenResponse,
+    CoreResponseMode, CoreResponseType, CoreTokenResponse,
 };
 use openidconnect::{
     AccessTokenHash, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
     EndpointMaybeSet, EndpointNotSet, EndpointSet, IdToken, IssuerUrl, LogoutRequest, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
-    ProviderMetadataWithLogout, RedirectUrl, Scope, SubjectIdentifier, TokenResponse,
+    ProviderMetadataWithLogout, RedirectUrl, ResponseTypes, Scope, SubjectIdentifier,
+    TokenResponse,
 };
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -229,6 +230,20 @@ async fn a_confidential_client_signs_a_user_in_with_the_code_flow_and_pkce() {
     assert_eq!(
         metadata.authorization_endpoint().as_str(),
         format!("{}/authorize", app.issuer)
+    );
+    assert_eq!(
+        metadata.response_types_supported(),
+        &vec![ResponseTypes::new(vec![CoreResponseType::Code])]
+    );
+    assert_eq!(
+        metadata.response_modes_supported(),
+        Some(&vec![CoreResponseMode::Query])
+    );
+    assert!(
+        metadata
+            .grant_types_supported()
+            .is_some_and(|grants| grants.contains(&CoreGrantType::AuthorizationCode)),
+        "authorization_code in grant_types_supported"
     );
     let rp = relying_party(&metadata, &client);
     let pending = authorization_request(&rp, false);
@@ -515,30 +530,4 @@ async fn rp_initiated_logout_through_the_library_ends_the_browser_session() {
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.text().await.unwrap();
     assert!(is_sign_in_page(&body), "the sign-in form again: {body}");
-}
-
-#[tokio::test]
-async fn logout_without_a_valid_hint_asks_the_user_to_confirm() {
-    let app = TestApp::spawn().await;
-    let browser = Browser::new(&app);
-    for query in [
-        String::new(),
-        format!(
-            "?post_logout_redirect_uri={}&state=abc",
-            crate::helpers::form_encode(POST_LOGOUT_REDIRECT_URI)
-        ),
-        "?id_token_hint=not.a.token&state=abc".to_owned(),
-    ] {
-        let response = browser.get(&format!("{}/logout{query}", app.issuer)).await;
-        let status = response.status();
-        let location = header(&response, "location");
-        let content_type = header(&response, "content-type");
-        let body = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "/logout{query}: a page: {body}");
-        assert_eq!(location, "", "/logout{query}: no redirect");
-        assert!(
-            content_type.starts_with("text/html"),
-            "/logout{query}: HTML, not {content_type:?}"
-        );
-    }
 }

@@ -154,7 +154,12 @@ pub fn is_sign_in_page(html: &str) -> bool {
 
 /// The value of the hidden `csrf_token` input of a page.
 pub fn csrf_token(html: &str) -> Option<String> {
-    input_named(html, "csrf_token")
+    input_value(html, "csrf_token")
+}
+
+/// The non-empty value of the input with this name on a page.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    input_named(html, name)
         .and_then(|tag| attribute(&tag, "value"))
         .filter(|value| !value.is_empty())
 }
