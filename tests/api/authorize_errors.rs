@@ -1060,6 +1060,38 @@ async fn logout_never_redirects_to_a_uri_the_hints_client_did_not_register() {
     }
 }
 
+#[tokio::test]
+async fn logout_with_a_post_logout_redirect_uri_and_no_hint_asks_the_user_to_confirm() {
+    // SPEC §6: "/logout without a valid id_token_hint asks the user to confirm rather than
+    // failing", whatever else the request carries; the redirect itself needs the hint.
+    let f = Fixture::new().await;
+    f.sign_in(&f.request()).await;
+    for (case, params) in [
+        (
+            "post_logout_redirect_uri without a hint",
+            vec![
+                ("post_logout_redirect_uri", POST_LOGOUT_REDIRECT_URI),
+                ("state", "abc"),
+            ],
+        ),
+        (
+            "post_logout_redirect_uri with a hint that is not an ID token",
+            vec![
+                ("id_token_hint", "not.a.token"),
+                ("post_logout_redirect_uri", POST_LOGOUT_REDIRECT_URI),
+                ("state", "abc"),
+            ],
+        ),
+    ] {
+        let response = f.browser.get(&logout_url(&f.app, &params)).await;
+        assert_confirmation_page(response, case).await;
+        assert!(
+            has_session(&f).await,
+            "{case}: still signed in until confirmed"
+        );
+    }
+}
+
 #[test]
 fn the_page_reader_finds_the_form_however_its_attributes_are_written() {
     // The scraping these tests rely on, on the ways a server may write the same form.
