@@ -352,6 +352,63 @@ async fn a_request_uri_is_request_not_supported() {
 }
 
 #[tokio::test]
+async fn a_missing_response_type_is_invalid_request() {
+    let f = Fixture::new().await;
+    let request = f.request().without("response_type");
+    let response = f.browser.get(&request.url(&f.app)).await;
+    assert_redirected_error(&f.app, response, &request, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn a_code_challenge_that_cannot_be_an_s256_hash_is_invalid_request() {
+    let f = Fixture::new().await;
+    let (_, challenge) = crate::helpers::pkce_pair();
+    for bad in [
+        "short".to_owned(),
+        format!("{challenge}A"),
+        format!("{}+", &challenge[..42]),
+    ] {
+        let request = f.request().set("code_challenge", &bad);
+        let response = f.browser.get(&request.url(&f.app)).await;
+        assert_redirected_error(&f.app, response, &request, "invalid_request").await;
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_parameter_is_invalid_request() {
+    // RFC 6749 §3.1: parameters must not be included more than once.
+    let f = Fixture::new().await;
+    let request = f.request();
+    let url = format!(
+        "{}&scope={}",
+        request.url(&f.app),
+        crate::helpers::form_encode("openid")
+    );
+    let response = f.browser.get(&url).await;
+    assert_redirected_error(&f.app, response, &request, "invalid_request").await;
+}
+
+#[tokio::test]
+async fn parameters_the_service_does_not_use_are_ignored_not_errors() {
+    // SPEC §6 fine print, as the Basic OP certification checks it.
+    let f = Fixture::new().await;
+    let request = f
+        .request()
+        .set("display", "popup")
+        .set("ui_locales", "fr-CA fr en")
+        .set("claims_locales", "fr")
+        .set("acr_values", "urn:mace:incommon:iap:silver")
+        .set("id_token_hint", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+        .set("login_hint", &f.username)
+        .set("some_extension", "x");
+    let location = f
+        .browser
+        .sign_in(&request.url(&f.app), &f.username, &f.password)
+        .await;
+    code_of(&location, &request, &f.app);
+}
+
+#[tokio::test]
 async fn the_post_form_of_authorize_answers_errors_as_the_get() {
     let f = Fixture::new().await;
     let url = format!("{}/authorize", f.app.issuer);
@@ -469,6 +526,23 @@ async fn the_sign_in_form_sets_its_cookie_and_a_correct_password_sets_the_sessio
         "SameSite=Lax, never Strict: {session}"
     );
     assert!(has_session(&f).await);
+}
+
+#[tokio::test]
+async fn the_sign_in_page_cannot_be_framed_and_is_not_cached() {
+    let f = Fixture::new().await;
+    let response = f.browser.get(&f.request().url(&f.app)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let csp = header(&response, "content-security-policy");
+    assert!(
+        csp.contains("frame-ancestors 'none'"),
+        "a CSP that forbids framing: {csp:?}"
+    );
+    let cache_control = header(&response, "cache-control");
+    assert!(
+        cache_control.contains("no-store"),
+        "a page with a one-time token is not cached: {cache_control:?}"
+    );
 }
 
 #[tokio::test]
