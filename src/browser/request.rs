@@ -149,7 +149,7 @@ pub async fn check(
         return fail("request_not_supported", "request objects are not supported");
     }
     if parameters.get("request_uri").is_some() {
-        return fail("request_uri_not_supported", "request_uri is not supported");
+        return fail("request_not_supported", "request_uri is not supported");
     }
     if parameters
         .get("state")

@@ -343,21 +343,20 @@ impl<S: Send + Sync> FromRequestParts<S> for BearerToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .ok_or(ApiError::MissingToken)?;
-        let (scheme, token) = value.trim().split_once(' ').ok_or(ApiError::MissingToken)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::MissingToken);
-        }
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(ApiError::MissingToken);
-        }
-        Ok(BearerToken(token.to_owned()))
+        bearer_token(&parts.headers)
+            .map(BearerToken)
+            .ok_or(ApiError::MissingToken)
     }
+}
+
+/// The token of `Authorization: Bearer <token>`, if the request has one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
 #[cfg(test)]

@@ -3,12 +3,17 @@
 //! third-party library. The flow in a real browser is in `browser_signin.rs`; a standard
 //! relying party drives it in `oidc_relying_party.rs`.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{TestApp, jwt_parts, verify_with_jwks};
+use crate::helpers::{
+    MovableClock, TestApp, jwt_parts, strong_password, unique_username, verify_with_jwks,
+};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -137,4 +142,123 @@ async fn a_browser_signs_in_through_the_form_and_the_code_buys_verified_tokens_o
         app.userinfo(access_token).await.status(),
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// A sign-in form for `client_id`, as a browser gets it: its cookies and its token.
+async fn open_form(app: &TestApp, client_id: &str) -> (String, String) {
+    let page = app.get(&authorize_path(client_id, "s", "n")).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let cookie = cookies(&page).join("; ");
+    let token = hidden_input(&page.text().await.unwrap(), "csrf_token");
+    (cookie, token)
+}
+
+/// The form answered, from the browser it was shown to.
+async fn submit(
+    app: &TestApp,
+    (cookie, token): &(String, String),
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    let body = format!(
+        "csrf_token={token}&username={}&password={}",
+        urlencode(username),
+        urlencode(password)
+    );
+    app.send(
+        app.client
+            .post(app.url("/authorize/signin"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .body(body),
+    )
+    .await
+}
+
+/// The text of the page's error message.
+fn error_message(html: &str) -> String {
+    let start = html.find("class=\"error\"").expect("an error message");
+    let text = &html[start..];
+    let text = &text[text.find('>').expect("the tag's end") + 1..];
+    text[..text.find('<').expect("the message's end")].to_owned()
+}
+
+#[tokio::test]
+async fn the_sign_in_page_answers_an_unknown_user_exactly_like_a_wrong_password() {
+    // Real Argon2 cost, so that skipping the hash for an unknown user would show in time.
+    let app = TestApp::spawn_with(&[
+        ("ARGON2_MEMORY_KIB", "19456"),
+        ("ARGON2_ITERATIONS", "2"),
+        ("ARGON2_PARALLELISM", "1"),
+    ])
+    .await;
+    let client = app.create_web_client(true, &[REDIRECT_URI], &[]).await;
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        users.push(app.signup_new_user().await.0);
+    }
+    let form = open_form(&app, &client.client_id).await;
+    let (mut wrong_times, mut unknown_times, mut pages) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..6 {
+        let started = Instant::now();
+        let wrong = submit(&app, &form, &users[round % users.len()], &strong_password()).await;
+        wrong_times.push(started.elapsed());
+        let started = Instant::now();
+        let unknown = submit(&app, &form, &unique_username(), &strong_password()).await;
+        unknown_times.push(started.elapsed());
+        for answer in [wrong, unknown] {
+            assert_eq!(answer.status(), StatusCode::OK);
+            pages.push(error_message(&answer.text().await.unwrap()));
+        }
+    }
+    assert!(
+        pages
+            .iter()
+            .all(|page| page == "Invalid username or password."),
+        "{pages:?}"
+    );
+    let (wrong, unknown) = (
+        wrong_times.iter().min().copied().unwrap_or_default(),
+        unknown_times.iter().min().copied().unwrap_or_default(),
+    );
+    println!("sign-in page, least times: wrong password {wrong:?}, unknown user {unknown:?}");
+    assert!(
+        unknown * 10 >= wrong * 4 && wrong * 10 >= unknown * 4,
+        "an unknown user ({unknown:?}) costs about what a wrong password does ({wrong:?})"
+    );
+}
+
+#[tokio::test]
+async fn the_sign_in_page_counts_failures_with_the_sign_in_endpoint() {
+    let clock = MovableClock::stopped();
+    let app = TestApp::builder().clock(Arc::clone(&clock)).spawn().await;
+    let client = app.create_web_client(true, &[REDIRECT_URI], &[]).await;
+    let (username, password, _) = app.signup_new_user().await;
+    let form = open_form(&app, &client.client_id).await;
+
+    // Three failures on the page and two at the endpoint are the five free ones (SPEC §8).
+    for _ in 0..3 {
+        let page = submit(&app, &form, &username, &strong_password()).await;
+        assert_eq!(page.status(), StatusCode::OK);
+    }
+    for _ in 0..2 {
+        let answer = app.signin_response(&username, &strong_password()).await;
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The next attempt waits, the right password included, on the page as at the endpoint.
+    let page = submit(&app, &form, &username, &password).await;
+    assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(page.headers()["retry-after"], "1");
+    assert!(
+        error_message(&page.text().await.unwrap()).starts_with("Too many failed sign-ins"),
+        "the page says why"
+    );
+    assert_eq!(
+        app.signin_response(&username, &password).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    clock.advance(Duration::from_secs(1));
+    let answer = submit(&app, &form, &username, &password).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER, "the delay ended");
 }

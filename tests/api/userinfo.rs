@@ -39,6 +39,36 @@ async fn userinfo_by_post_answers_the_same() {
 }
 
 #[tokio::test]
+async fn userinfo_by_post_takes_the_token_in_a_form_body_but_not_twice() {
+    let app = TestApp::spawn().await;
+    let (username, _, user_id, tokens) = app.user_tokens_as(&ClientAuth::None, None).await;
+    let token = str_of(&tokens, "access_token");
+
+    // RFC 6750 §2.2.
+    let response = app
+        .post_form("/userinfo", &format!("access_token={token}"))
+        .await;
+    let body = ok_json(response).await;
+    assert_eq!(body["sub"], user_id.as_str(), "{body}");
+    assert_eq!(body["preferred_username"], username.as_str(), "{body}");
+
+    // One method per request (RFC 6750 §2): the header and the form together are refused.
+    let both = app
+        .send(
+            app.client
+                .post(app.url("/userinfo"))
+                .bearer_auth(token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("access_token={token}")),
+        )
+        .await;
+    assert_eq!(both.status(), reqwest::StatusCode::BAD_REQUEST);
+
+    let bad = app.post_form("/userinfo", "access_token=not-a-token").await;
+    assert_eq!(bad.status(), reqwest::StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn userinfo_sub_matches_the_id_tokens_sub_for_a_registered_client() {
     let app = TestApp::spawn().await;
     let client = app.confidential_client().await;

@@ -56,15 +56,10 @@ async fn logout(state: &AppState, headers: &HeaderMap, pairs: &[(String, String)
     let post_logout_redirect_uri = field("post_logout_redirect_uri");
 
     // A client asking to be sent back must prove who it is (the hint) and have registered the
-    // address: this endpoint must never redirect anywhere else.
+    // address: this endpoint never redirects anywhere else. Without a valid hint the address is
+    // ignored, and the user is asked to confirm (SPEC §6).
     let back_to = match (post_logout_redirect_uri, &hint) {
-        (None, _) => None,
-        (Some(_), None) => {
-            return bad_request(
-                "The application asked to be sent back after signing out, without a valid \
-                 id_token_hint.",
-            );
-        }
+        (None, _) | (Some(_), None) => None,
         (Some(uri), Some(hint)) => {
             let client =
                 match clients::find(&state.store, &state.client_cache, &hint.client_id).await {

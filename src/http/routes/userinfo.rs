@@ -1,11 +1,12 @@
 //! `GET`/`POST /userinfo` (OIDC Core §5.3).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::header;
 use serde::Serialize;
 
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::BearerToken;
+use crate::http::extract::{BearerToken, bearer_token};
 use crate::http::state::AppState;
 use crate::oauth::Scope;
 
@@ -40,15 +41,50 @@ pub async fn userinfo(
     }))
 }
 
-/// The same as `GET /userinfo` (OIDC Core §5.3.1 allows both).
+/// The same as `GET /userinfo` (OIDC Core §5.3.1 allows both); the token may also come as
+/// `access_token` in a form body (RFC 6750 §2.2), but not both ways at once.
 #[utoipa::path(post, path = "/userinfo", tag = "oauth2", security(("bearer" = [])),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+        description = "Optional: `access_token=...` instead of the Authorization header"),
     responses(
         (status = 200, description = "The user's claims", body = UserInfo),
+        (status = 400, description = "The token sent both in the header and the form, or a malformed form", body = ErrorBody),
         (status = 401, description = "No token, or a bad, expired or revoked one", body = ErrorBody),
-        (status = 403, description = "`insufficient_scope`", body = ErrorBody)))]
+        (status = 403, description = "`insufficient_scope`", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB", body = ErrorBody)))]
 pub async fn userinfo_post(
     state: State<AppState>,
-    token: BearerToken,
+    request: Request,
 ) -> Result<Json<UserInfo>, ApiError> {
-    userinfo(state, token).await
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    let in_form = if is_form {
+        // The body limit layer has already refused a larger body.
+        let body = axum::body::to_bytes(body, crate::http::BODY_LIMIT_BYTES)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|_| ApiError::bad_request("the form body is malformed"))?;
+        pairs
+            .into_iter()
+            .find(|(name, value)| name == "access_token" && !value.is_empty())
+            .map(|(_, value)| value)
+    } else {
+        None
+    };
+    match (bearer_token(&headers), in_form) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "send the access token once: in the Authorization header or in the form",
+        )),
+        (Some(token), None) | (None, Some(token)) => userinfo(state, BearerToken(token)).await,
+        (None, None) => Err(ApiError::MissingToken),
+    }
 }
