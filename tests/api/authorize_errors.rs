@@ -409,6 +409,21 @@ async fn parameters_the_service_does_not_use_are_ignored_not_errors() {
 }
 
 #[tokio::test]
+async fn prompt_none_with_another_prompt_and_a_bad_max_age_are_invalid_request() {
+    // OIDC Core §3.1.2.1: none with any other prompt is an error; max_age is seconds.
+    let f = Fixture::new().await;
+    for (name, value) in [
+        ("prompt", "none login"),
+        ("max_age", "-1"),
+        ("max_age", "ten"),
+    ] {
+        let request = f.request().set(name, value);
+        let response = f.browser.get(&request.url(&f.app)).await;
+        assert_redirected_error(&f.app, response, &request, "invalid_request").await;
+    }
+}
+
+#[tokio::test]
 async fn the_post_form_of_authorize_answers_errors_as_the_get() {
     let f = Fixture::new().await;
     let url = format!("{}/authorize", f.app.issuer);
@@ -712,6 +727,33 @@ async fn max_age_shorter_than_the_session_shows_the_form_and_longer_signs_in_at_
 }
 
 #[tokio::test]
+async fn prompt_none_with_a_session_older_than_max_age_is_login_required() {
+    let (f, clock) = Fixture::with_clock().await;
+    f.sign_in(&f.request()).await;
+    clock.advance(Duration::from_secs(5));
+    let request = f.request().set("prompt", "none").set("max_age", "1");
+    let response = f.browser.get(&request.url(&f.app)).await;
+    assert_redirected_error(&f.app, response, &request, "login_required").await;
+}
+
+#[tokio::test]
+async fn a_session_past_its_ttl_signs_in_no_more() {
+    // SESSION_TTL, 12 h by default (SPEC §6).
+    let (f, clock) = Fixture::with_clock().await;
+    f.sign_in(&f.request()).await;
+    clock.advance(Duration::from_secs(11 * 3600));
+    assert!(has_session(&f).await, "11 h on, the session holds");
+    clock.advance(Duration::from_secs(3600 + 1));
+    let request = f.request().set("prompt", "none");
+    let response = f.browser.get(&request.url(&f.app)).await;
+    assert_redirected_error(&f.app, response, &request, "login_required").await;
+    let response = f.browser.get(&f.request().url(&f.app)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.text().await.unwrap();
+    assert!(is_sign_in_page(&body), "the form again: {body}");
+}
+
+#[tokio::test]
 async fn prompt_none_with_a_session_answers_a_code() {
     let f = Fixture::new().await;
     f.sign_in(&f.request()).await;
@@ -841,6 +883,23 @@ async fn a_code_presented_by_another_client_is_invalid_grant() {
             .await;
         assert_invalid_grant(response, case).await;
     }
+    // A request with no client at all is the built-in first-party client (SPEC §2), which is
+    // not allowed this grant: unauthorized_client (RFC 6749 §5.2) before the code is looked at.
+    let response = f
+        .app
+        .exchange_code_as(
+            &ClientAuth::None,
+            &code,
+            REDIRECT_URI,
+            &request.code_verifier,
+        )
+        .await;
+    let (status, body) = assert_json_error(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "no client: {body}");
+    assert!(
+        body["error"] == "unauthorized_client" || body["error"] == "invalid_grant",
+        "no client: {body}"
+    );
 }
 
 #[tokio::test]
