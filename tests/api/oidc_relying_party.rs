@@ -19,8 +19,8 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::helpers::{
-    Browser, POST_LOGOUT_REDIRECT_URI, REDIRECT_URI, RegisteredClient, TestApp, header,
-    is_sign_in_page, loopback_client, now_unix, query_of, without_query,
+    Browser, MovableClock, POST_LOGOUT_REDIRECT_URI, REDIRECT_URI, RegisteredClient, TestApp,
+    header, is_sign_in_page, loopback_client, now_unix, query_of, without_query,
 };
 
 /// The relying party's client as `from_provider_metadata` makes it.
@@ -430,7 +430,8 @@ async fn a_second_client_signs_the_same_browser_in_without_the_form() {
 
 #[tokio::test]
 async fn prompt_login_through_the_library_signs_in_again_with_a_fresh_auth_time() {
-    let app = TestApp::spawn().await;
+    let clock = std::sync::Arc::new(MovableClock::default());
+    let app = TestApp::builder().clock(clock.clone()).spawn().await;
     let (username, password, _) = app.signup_new_user().await;
     let client = app
         .create_web_client(false, &[REDIRECT_URI], &[POST_LOGOUT_REDIRECT_URI])
@@ -449,8 +450,8 @@ async fn prompt_login_through_the_library_signs_in_again_with_a_fresh_auth_time(
     .await;
     let first = verify_id_token(&app, &rp, &tokens, &pending.nonce);
 
-    // auth_time is in whole seconds: let one pass.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // auth_time is in whole seconds: two pass (the library allows a little clock skew).
+    clock.advance(std::time::Duration::from_secs(2));
     let pending = authorization_request(&rp, true);
     let location = browser.sign_in(&pending.url, &username, &password).await;
     let tokens = exchange(
