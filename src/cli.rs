@@ -79,7 +79,7 @@ pub struct CreateClient {
     /// A name for people to recognise the client by.
     #[arg(long)]
     pub name: String,
-    /// Comma-separated: password, refresh_token, client_credentials.
+    /// Comma-separated: authorization_code, password, refresh_token, client_credentials.
     #[arg(long, value_delimiter = ',', required = true)]
     pub grant_types: Vec<String>,
     /// A public client (no secret; cannot use client_credentials).
@@ -92,6 +92,13 @@ pub struct CreateClient {
     /// its own (confidential clients only).
     #[arg(long)]
     pub introspect: bool,
+    /// Where /authorize may send the browser back to (repeatable; required for
+    /// authorization_code): https, or http on 127.0.0.1, [::1] or localhost.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    pub redirect_uris: Vec<String>,
+    /// Where /logout may send the browser after signing out (repeatable).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +139,8 @@ pub async fn clients(
             for name in create.grant_types.iter().map(|name| name.trim()) {
                 let grant = GrantType::parse(name).ok_or_else(|| {
                     format!(
-                        "unknown grant type {name:?}: use password, refresh_token, client_credentials"
+                        "unknown grant type {name:?}: use authorization_code, password, \
+                         refresh_token, client_credentials"
                     )
                 })?;
                 grant_types.push(grant);
@@ -145,6 +153,8 @@ pub async fn clients(
                 public: create.public,
                 scopes,
                 may_introspect: create.introspect,
+                redirect_uris: create.redirect_uris,
+                post_logout_redirect_uris: create.post_logout_redirect_uris,
             };
             let (client, secret) =
                 clients::register(store, new, now)
@@ -164,6 +174,18 @@ pub async fn clients(
                             "--public and --introspect do not go together: an introspecting client \
                          must be confidential"
                                 .to_owned()
+                        }
+                        RegistrationError::NoRedirectUri => {
+                            "--grant-types authorization_code needs at least one --redirect-uri"
+                                .to_owned()
+                        }
+                        RegistrationError::RedirectUriWithoutCodeGrant => {
+                            "--redirect-uri and --post-logout-redirect-uri are for clients of \
+                             the authorization_code grant"
+                                .to_owned()
+                        }
+                        RegistrationError::InvalidRedirectUri(error) => {
+                            format!("--redirect-uri {error}")
                         }
                         other => other.to_string(),
                     })?;
@@ -228,6 +250,8 @@ pub fn describe(client: &Client) -> Value {
         "grant_types": client.grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
         "scope": client.scopes.to_string(),
         "introspect": client.may_introspect,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "created_at": client.created_at,
     })
 }

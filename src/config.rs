@@ -157,6 +157,8 @@ pub struct Config {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub refresh_reuse_grace: Duration,
+    /// `SESSION_TTL`: how long a browser stays signed in (SPEC §6).
+    pub session_ttl: Duration,
     pub key_rotation_interval: Duration,
     pub jwks_max_age: Duration,
     pub key_publish_ahead: Duration,
@@ -186,6 +188,12 @@ pub struct Config {
 
 impl Config {
     /// The password hasher's settings: the Argon2id cost and how many hashes it admits.
+    pub fn browser_settings(&self) -> crate::browser::BrowserSettings {
+        crate::browser::BrowserSettings {
+            session_ttl: self.session_ttl,
+        }
+    }
+
     pub fn hasher_settings(&self) -> HasherSettings {
         HasherSettings {
             memory_kib: self.argon2.memory_kib,
@@ -282,6 +290,7 @@ impl Config {
             access_token_ttl: Duration::from_secs(access_minutes.saturating_mul(60)),
             refresh_token_ttl: vars.duration("REFRESH_TOKEN_TTL", "30d")?,
             refresh_reuse_grace: vars.duration_or_zero("REFRESH_REUSE_GRACE", "0s")?,
+            session_ttl: vars.duration("SESSION_TTL", "12h")?,
             key_rotation_interval: vars.duration("KEY_ROTATION_INTERVAL", "30d")?,
             jwks_max_age: vars.duration("JWKS_MAX_AGE", "5m")?,
             key_publish_ahead: vars.duration("KEY_PUBLISH_AHEAD", "1h")?,

@@ -5,8 +5,10 @@
 //! other service verifies tokens by itself with no shared secret.
 //!
 //! Layout: `http` is the only module that knows axum, `store` the only one that knows SQL; the
-//! domain modules (`users`, `clients`, `tokens`, `keys`) take the store, the key ring and `now`.
+//! domain modules (`users`, `clients`, `tokens`, `keys`, `browser`) take the store, the key ring
+//! and `now`.
 
+pub mod browser;
 pub mod cli;
 pub mod clients;
 pub mod clock;

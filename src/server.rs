@@ -210,6 +210,7 @@ impl Application {
             clock: Arc::clone(&clock),
             jwks_cache_control: crate::http::jwks_cache_control(config.jwks_max_age),
             refresh_reuse_grace: config.refresh_reuse_grace,
+            browser: config.browser_settings(),
             metrics,
             throttle: Throttle::new(ThrottlePolicy {
                 password_checks_per_second: config.password_attempts_per_address,
@@ -362,6 +363,9 @@ impl Maintenance {
                 "deleted expired tokens"
             ),
             Err(error) => tracing::warn!(%error, "could not delete expired tokens; retrying"),
+        }
+        if let Err(error) = crate::browser::purge(&self.store, now).await {
+            tracing::warn!(%error, "could not delete expired browser sessions and codes");
         }
         if let Err(error) = crate::users::throttle::forget_expired(&self.store, now).await {
             tracing::warn!(%error, "could not delete expired sign-in throttling state");

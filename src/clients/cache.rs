@@ -47,7 +47,7 @@ impl ClientCache {
         }))
     }
 
-    pub(super) async fn client_by_id(
+    pub(crate) async fn client_by_id(
         &self,
         store: &Store,
         client_id: &str,
@@ -104,6 +104,8 @@ mod tests {
                 grant_types: "password".to_owned(),
                 scopes: String::new(),
                 may_introspect: false,
+                redirect_uris: String::new(),
+                post_logout_redirect_uris: String::new(),
                 created_at: 1_000,
             })
             .await

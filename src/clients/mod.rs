@@ -2,8 +2,10 @@
 //! authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3).
 
 mod cache;
+pub mod redirect_uri;
 
 pub use cache::ClientCache;
+pub use redirect_uri::RedirectUriError;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,6 +28,11 @@ pub struct Client {
     pub scopes: Scope,
     /// A resource server or gateway: may introspect the tokens of every client (SPEC §9).
     pub may_introspect: bool,
+    /// Where `/authorize` may send the browser back to (SPEC §6), compared character for
+    /// character.
+    pub redirect_uris: Vec<String>,
+    /// Where `/logout` may send the browser after signing out.
+    pub post_logout_redirect_uris: Vec<String>,
     pub created_at: i64,
 }
 
@@ -39,6 +46,8 @@ impl Client {
             grant_types: vec![GrantType::Password, GrantType::RefreshToken],
             scopes: Scope::parse("openid profile").unwrap_or_default(),
             may_introspect: false,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
             created_at: 0,
         }
     }
@@ -84,11 +93,37 @@ impl Client {
                 .collect(),
             scopes: Scope::parse(&row.scopes).unwrap_or_default(),
             may_introspect: row.may_introspect,
+            redirect_uris: split_uris(&row.redirect_uris),
+            post_logout_redirect_uris: split_uris(&row.post_logout_redirect_uris),
             id: row.id,
             name: row.name,
             created_at: row.created_at,
         }
     }
+}
+
+/// URIs are stored space-separated: a registered URI has no spaces (`redirect_uri::check`).
+fn split_uris(stored: &str) -> Vec<String> {
+    stored
+        .split(' ')
+        .filter(|uri| !uri.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A registered client by id, through the cache; none for an id that cannot be one.
+pub async fn find(
+    store: &Store,
+    cache: &ClientCache,
+    client_id: &str,
+) -> Result<Option<Client>, StoreError> {
+    if !is_valid_client_id(client_id) {
+        return Ok(None);
+    }
+    Ok(cache
+        .client_by_id(store, client_id)
+        .await?
+        .map(Client::from_row))
 }
 
 /// `requested` when it is within `allowed`, else `invalid_scope` naming what is not.
@@ -201,6 +236,9 @@ pub struct NewClient<'a> {
     pub scopes: Scope,
     /// May introspect every client's tokens, not only its own.
     pub may_introspect: bool,
+    /// Required for the authorization_code grant, and only for it.
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +251,12 @@ pub enum RegistrationError {
     PublicClientCredentials,
     #[error("an introspecting client must be confidential: a public client has no secret")]
     PublicIntrospection,
+    #[error("the authorization_code grant needs at least one redirect URI")]
+    NoRedirectUri,
+    #[error("redirect URIs are for clients of the authorization_code grant")]
+    RedirectUriWithoutCodeGrant,
+    #[error(transparent)]
+    InvalidRedirectUri(#[from] RedirectUriError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("random generator failed: {0}")]
@@ -239,6 +283,30 @@ pub async fn register(
     if new.public && new.may_introspect {
         return Err(RegistrationError::PublicIntrospection);
     }
+    let code_grant = new.grant_types.contains(&GrantType::AuthorizationCode);
+    if code_grant && new.redirect_uris.is_empty() {
+        return Err(RegistrationError::NoRedirectUri);
+    }
+    let has_uris = !new.redirect_uris.is_empty() || !new.post_logout_redirect_uris.is_empty();
+    if has_uris && !code_grant {
+        return Err(RegistrationError::RedirectUriWithoutCodeGrant);
+    }
+    for uri in new
+        .redirect_uris
+        .iter()
+        .chain(&new.post_logout_redirect_uris)
+    {
+        redirect_uri::check(uri)?;
+    }
+    let join_unique = |uris: &[String]| {
+        let mut unique: Vec<&str> = Vec::new();
+        for uri in uris {
+            if !unique.contains(&uri.as_str()) {
+                unique.push(uri);
+            }
+        }
+        unique.join(" ")
+    };
     let id = uuid::Uuid::new_v4().to_string();
     let secret = if new.public {
         None
@@ -264,6 +332,8 @@ pub async fn register(
             .join(" "),
         scopes: new.scopes.to_string(),
         may_introspect: new.may_introspect,
+        redirect_uris: join_unique(&new.redirect_uris),
+        post_logout_redirect_uris: join_unique(&new.post_logout_redirect_uris),
         created_at: now.unix_timestamp(),
     };
     store.insert_client(&row).await?;

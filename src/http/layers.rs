@@ -150,15 +150,18 @@ pub fn cors(origins: &[String]) -> CorsLayer {
 }
 
 /// `response`, or when it is an error without our body (a layer's 413 or timeout, a rejection
-/// deep in a library), the same error in our body, so that clients see one shape.
+/// deep in a library: no body, or plain text), the same error in our body, so that clients see
+/// one shape. Our JSON errors and the sign-in pages' HTML errors pass as they are.
 pub fn in_json_error_body(response: Response) -> Response {
     let status = response.status();
-    let is_json = response
+    let ours = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|value| {
+            value.starts_with("application/json") || value.starts_with("text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || ours {
         return response;
     }
     let error = match status {

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 mod layers;
 pub mod openapi;
+pub mod pages;
 pub mod routes;
 pub mod state;
 
@@ -109,6 +110,18 @@ fn router(state: AppState, settings: &RouterSettings) -> Router {
             get(routes::discovery::oauth_authorization_server),
         )
         .with_state(Arc::new(metadata));
+    // Browser sign-in (SPEC §6): pages, each with its own headers (`pages::render`).
+    let browser = Router::new()
+        .route(
+            "/authorize",
+            get(routes::authorize::authorize_get).post(routes::authorize::authorize_post),
+        )
+        .route("/authorize/signin", post(routes::authorize::signin))
+        .route(
+            "/logout",
+            get(routes::logout::logout_get).post(routes::logout::logout_post),
+        )
+        .route("/assets/pages.css", get(pages::stylesheet));
     let public = Router::new()
         .route("/.well-known/jwks.json", get(routes::jwks::jwks))
         .route("/openapi.json", get(openapi_json))
@@ -129,6 +142,7 @@ fn router(state: AppState, settings: &RouterSettings) -> Router {
 
     Router::new()
         .merge(api)
+        .merge(browser)
         .merge(public)
         .merge(operations)
         .merge(docs)

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 
+use crate::browser::BrowserSettings;
 use crate::clients::{Client, ClientCache};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -42,6 +43,7 @@ pub struct Shared {
     /// `Cache-Control` of the JWKS, rendered once from `JWKS_MAX_AGE`.
     pub jwks_cache_control: HeaderValue,
     pub refresh_reuse_grace: Duration,
+    pub browser: BrowserSettings,
     pub metrics: Arc<Metrics>,
     pub throttle: Throttle,
     /// Proxies whose `X-Forwarded-For` entry names the client (SPEC §8).

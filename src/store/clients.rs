@@ -11,6 +11,10 @@ pub struct ClientRow {
     pub scopes: String,
     /// May introspect any client's tokens (a resource server or gateway).
     pub may_introspect: bool,
+    /// Space-separated.
+    pub redirect_uris: String,
+    /// Space-separated.
+    pub post_logout_redirect_uris: String,
     pub created_at: i64,
 }
 
@@ -19,7 +23,8 @@ impl Store {
         on_pool_writing!(self, pool => {
             sqlx::query(
                 "insert into clients (id, name, secret_hash, grant_types, scopes, may_introspect, \
-                 created_at) values ($1, $2, $3, $4, $5, $6, $7)",
+                 redirect_uris, post_logout_redirect_uris, created_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(&client.id)
             .bind(&client.name)
@@ -27,6 +32,8 @@ impl Store {
             .bind(&client.grant_types)
             .bind(&client.scopes)
             .bind(client.may_introspect)
+            .bind(&client.redirect_uris)
+            .bind(&client.post_logout_redirect_uris)
             .bind(client.created_at)
             .execute(pool)
             .await?;
@@ -37,7 +44,8 @@ impl Store {
     pub async fn client_by_id(&self, id: &str) -> Result<Option<ClientRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
-                "select id, name, secret_hash, grant_types, scopes, may_introspect, created_at \
+                "select id, name, secret_hash, grant_types, scopes, may_introspect, redirect_uris, \
+                 post_logout_redirect_uris, created_at \
                  from clients where id = $1",
             )
             .bind(id)
@@ -49,7 +57,8 @@ impl Store {
     pub async fn clients(&self) -> Result<Vec<ClientRow>, StoreError> {
         Ok(on_pool!(self, pool => {
             sqlx::query_as(
-                "select id, name, secret_hash, grant_types, scopes, may_introspect, created_at \
+                "select id, name, secret_hash, grant_types, scopes, may_introspect, redirect_uris, \
+                 post_logout_redirect_uris, created_at \
                  from clients order by created_at, id",
             )
             .fetch_all(pool)

@@ -4,6 +4,7 @@
 //! written once, in SQL that both SQLite and PostgreSQL accept, and `on_pool!` runs it against
 //! whichever pool this is, so the two backends cannot drift apart query by query.
 
+mod browser;
 mod clients;
 mod keys;
 mod refresh_tokens;
@@ -19,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{Connection as _, PgConnection, PgPool, SqlitePool};
 
+pub use browser::{AuthorizationCodeRow, BrowserSessionRow, Redemption, SigninFormRow};
 pub use clients::ClientRow;
 pub use keys::{NewSigningKey, SigningKeyRow};
 pub use refresh_tokens::{

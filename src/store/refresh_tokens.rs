@@ -148,6 +148,7 @@ macro_rules! insert_refresh_token {
         .bind($token.expires_at)
     };
 }
+pub(super) use insert_refresh_token;
 
 /// Takes the family's row lock for the rest of the transaction and records that it issues
 /// `$token` now; affects no row when the family has ended.

@@ -31,6 +31,23 @@ pub struct IdClaims {
     pub iat: i64,
     pub auth_time: i64,
     pub preferred_username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The browser session the user signed in through (OIDC Front-Channel Logout §2.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// The access token issued with it (OIDC Core §3.1.3.6), so a client can tell the two
+    /// belong together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+}
+
+/// OIDC Core §3.1.3.6: base64url of the left half of the SHA-256 of the access token (RS256).
+pub fn at_hash(access_token: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(access_token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
 }
 
 /// Serializes claims into the map josekit signs.

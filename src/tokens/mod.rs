@@ -130,10 +130,22 @@ impl From<VerifyError> for AuthenticateError {
     }
 }
 
+/// What `/logout` learns from an `id_token_hint`.
+#[derive(Debug, Clone)]
+pub struct IdTokenHint {
+    /// The client the ID token was issued to (its `aud`).
+    pub client_id: String,
+    pub sid: Option<String>,
+}
+
 /// The user a grant is for, and when they proved who they are (OIDC `auth_time`).
 pub struct Subject<'a> {
     pub user: &'a User,
     pub auth_time: i64,
+    /// The browser session signed in through (the ID token's `sid`), for the code grant.
+    pub sid: Option<&'a str>,
+    /// The authorization request's `nonce`, repeated in the ID token (OIDC Core §3.1.3.6).
+    pub nonce: Option<&'a str>,
 }
 
 impl TokenIssuer {
@@ -192,7 +204,10 @@ impl TokenIssuer {
             )
             .await?;
         let id_token = if id_token == IdToken::WhenScopeHoldsOpenid && scope.contains("openid") {
-            Some(self.sign_id_token(subject, client_id, now).await?)
+            Some(
+                self.sign_id_token(subject, client_id, &access_token, now)
+                    .await?,
+            )
         } else {
             None
         };
@@ -250,6 +265,7 @@ impl TokenIssuer {
         &self,
         subject: &Subject<'_>,
         client_id: &str,
+        access_token: &str,
         now: OffsetDateTime,
     ) -> Result<String, KeyError> {
         let issued_at = now.unix_timestamp();
@@ -261,6 +277,9 @@ impl TokenIssuer {
             iat: issued_at,
             auth_time: subject.auth_time,
             preferred_username: subject.user.username.clone(),
+            nonce: subject.nonce.map(str::to_owned),
+            sid: subject.sid.map(str::to_owned),
+            at_hash: Some(claims::at_hash(access_token)),
         };
         self.keys.sign(to_map(&claims), "JWT", now).await
     }
@@ -332,6 +351,38 @@ impl TokenIssuer {
             }
         };
         Ok(Authenticated { claims, user })
+    }
+
+    /// What an ID token this service issued says of its client, user and session, for
+    /// `/logout`'s `id_token_hint`: its signature and issuer must hold, its expiry need not
+    /// (OpenID RP-Initiated Logout 1.0 §2: the hint is often an old token).
+    pub async fn read_id_token_hint(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<IdTokenHint, VerifyError> {
+        let header = josekit::jwt::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
+        let kid = header
+            .claim("kid")
+            .and_then(|value| value.as_str())
+            .ok_or(InvalidToken::UnknownKey)?;
+        if header.claim("alg").and_then(|value| value.as_str()) != Some("RS256") {
+            return Err(InvalidToken::BadSignature.into());
+        }
+        let key_set = self.keys.load(now).await?;
+        let verifier = key_set.verifier(kid).ok_or(InvalidToken::UnknownKey)?;
+        let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier as &dyn JwsVerifier)
+            .map_err(|_| InvalidToken::BadSignature)?;
+        let claims: IdClaims =
+            serde_json::from_value(serde_json::Value::Object(payload.claims_set().clone()))
+                .map_err(|_| InvalidToken::Malformed)?;
+        if claims.iss != self.settings.issuer {
+            return Err(InvalidToken::WrongIssuerOrAudience.into());
+        }
+        Ok(IdTokenHint {
+            client_id: claims.aud,
+            sid: claims.sid,
+        })
     }
 
     /// Verifies one of our access tokens: RS256 with a known, unrevoked key, `typ` `at+jwt`

@@ -122,6 +122,28 @@ async fn every_endpoint_the_documents_name_answers() {
             "{path}: userinfo_endpoint"
         );
 
+        // Without a client, /authorize shows an error page (never a redirect); without a
+        // session, /logout says the browser is signed out.
+        for (member, expected) in [
+            ("authorization_endpoint", StatusCode::BAD_REQUEST),
+            ("end_session_endpoint", StatusCode::OK),
+        ] {
+            let response = app
+                .client
+                .get(local(&app, str_of(&doc, member)))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), expected, "{path}: {member}");
+            assert!(
+                response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html"),
+                "{path}: {member} is a page"
+            );
+        }
+
         // With no client, the first-party public client: it may revoke (the missing token is
         // the mistake) but not introspect (RFC 7662 §2.1: confidential clients only).
         for (member, expected) in [
@@ -160,6 +182,8 @@ async fn the_endpoints_follow_a_configured_issuer() {
             "userinfo_endpoint",
             "revocation_endpoint",
             "introspection_endpoint",
+            "authorization_endpoint",
+            "end_session_endpoint",
         ] {
             assert!(
                 str_of(&doc, member).starts_with(issuer),
@@ -202,8 +226,27 @@ async fn the_supported_lists_match_what_the_service_does() {
 
         assert_eq!(
             strings(&doc["grant_types_supported"]),
-            set(&["password", "refresh_token", "client_credentials"]),
+            set(&[
+                "authorization_code",
+                "password",
+                "refresh_token",
+                "client_credentials"
+            ]),
             "{path}"
+        );
+        // SPEC §6; strict libraries refuse a document without response types.
+        assert_eq!(doc["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            doc["response_modes_supported"],
+            serde_json::json!(["query"])
+        );
+        assert_eq!(
+            doc["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(
+            doc["authorization_response_iss_parameter_supported"],
+            serde_json::json!(true)
         );
         assert_eq!(
             strings(&doc["token_endpoint_auth_methods_supported"]),

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod authorization_code;
 mod client_credentials;
 mod clients_cli;
 mod concurrency;

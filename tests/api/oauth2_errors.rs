@@ -354,7 +354,6 @@ async fn grant_types_this_service_does_not_support_are_unsupported_grant_type() 
     let client = app.confidential_client().await;
 
     for grant_type in [
-        "authorization_code",
         "urn:ietf:params:oauth:grant-type:device_code",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "implicit",

@@ -147,7 +147,7 @@ pub async fn signin(
 
 /// `Set-Cookie` for a new device cookie: script cannot read it, it is sent to this service only,
 /// and it lasts as long as a sign-in keeps its source trusted.
-fn device_cookie(value: &str, secure: bool) -> Option<HeaderValue> {
+pub(crate) fn device_cookie(value: &str, secure: bool) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{DEVICE_COOKIE}={value}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax{secure}",
@@ -170,6 +170,8 @@ async fn start_session(
             Subject {
                 user,
                 auth_time: now.unix_timestamp(),
+                sid: None,
+                nonce: None,
             },
             &client.id,
             &client.scopes,

@@ -14,9 +14,11 @@ use crate::oauth::Scope;
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ServerMetadata {
     pub issuer: String,
+    pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
     pub userinfo_endpoint: String,
+    pub end_session_endpoint: String,
     pub revocation_endpoint: String,
     pub introspection_endpoint: String,
     pub grant_types_supported: Vec<&'static str>,
@@ -27,8 +29,12 @@ pub struct ServerMetadata {
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
     pub subject_types_supported: Vec<&'static str>,
     pub claims_supported: Vec<&'static str>,
-    /// No authorization endpoint, so no response type: tokens come from the token endpoint only.
     pub response_types_supported: Vec<&'static str>,
+    pub response_modes_supported: Vec<&'static str>,
+    pub code_challenge_methods_supported: Vec<&'static str>,
+    /// RFC 9207: `/authorize` answers carry `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
+    pub prompt_values_supported: Vec<&'static str>,
 }
 
 impl ServerMetadata {
@@ -44,6 +50,8 @@ impl ServerMetadata {
         }
         let endpoint = |path: &str| format!("{issuer}{path}");
         ServerMetadata {
+            authorization_endpoint: endpoint("/authorize"),
+            end_session_endpoint: endpoint("/logout"),
             token_endpoint: endpoint("/token"),
             jwks_uri: endpoint("/.well-known/jwks.json"),
             userinfo_endpoint: endpoint("/userinfo"),
@@ -74,9 +82,16 @@ impl ServerMetadata {
                 "exp",
                 "iat",
                 "auth_time",
+                "nonce",
+                "sid",
+                "at_hash",
                 "preferred_username",
             ],
-            response_types_supported: Vec::new(),
+            response_types_supported: vec!["code"],
+            response_modes_supported: vec!["query"],
+            code_challenge_methods_supported: vec!["S256"],
+            authorization_response_iss_parameter_supported: true,
+            prompt_values_supported: vec!["none", "login"],
             issuer: issuer.to_owned(),
         }
     }

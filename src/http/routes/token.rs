@@ -12,6 +12,7 @@ use crate::oauth::GrantType;
 use crate::oauth::Scope;
 use crate::oauth::{OAuthError, OAuthErrorKind};
 use crate::tokens::IssuedTokens;
+use crate::tokens::grants::authorization_code::{self, CodeRequest};
 use crate::tokens::grants::password::{self, PasswordRequest};
 use crate::tokens::grants::refresh_token::{self, RefreshRequest};
 use crate::tokens::grants::{GrantError, client_credentials};
@@ -20,8 +21,14 @@ use crate::tokens::grants::{GrantError, client_credentials};
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct TokenRequest {
-    /// `password`, `refresh_token` or `client_credentials`
+    /// `authorization_code`, `password`, `refresh_token` or `client_credentials`
     grant_type: String,
+    /// For `authorization_code`: the code `/authorize` sent to the redirect URI.
+    code: Option<String>,
+    /// For `authorization_code`: the same `redirect_uri` as in the authorization request.
+    redirect_uri: Option<String>,
+    /// For `authorization_code`: the PKCE verifier (RFC 7636).
+    code_verifier: Option<String>,
     username: Option<String>,
     password: Option<String>,
     /// For `refresh_token`.
@@ -93,6 +100,14 @@ pub async fn token(
         .map_err(|error| OAuthError::new(OAuthErrorKind::InvalidScope, error.to_string()))?;
     let now = state.clock.now();
     let issued = match grant {
+        GrantType::AuthorizationCode => {
+            let request = CodeRequest {
+                code: form.require("code")?,
+                redirect_uri: form.require("redirect_uri")?,
+                code_verifier: form.require("code_verifier")?,
+            };
+            authorization_code::exchange(&state.store, &state.tokens, &client, request, now).await?
+        }
         GrantType::Password => {
             let request = PasswordRequest {
                 address,

@@ -1,6 +1,7 @@
 //! One module per grant type (RFC 6749 §4, §6), each a function from a request in domain
 //! terms to tokens or an RFC 6749 §5.2 error.
 
+pub mod authorization_code;
 pub mod client_credentials;
 pub mod password;
 pub mod refresh_token;

@@ -49,6 +49,8 @@ pub async fn exchange(
     let subject = Subject {
         user: &signed_in.user,
         auth_time: now.unix_timestamp(),
+        sid: None,
+        nonce: None,
     };
     Ok(issuer
         .issue_for_user(

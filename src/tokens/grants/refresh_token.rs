@@ -74,6 +74,8 @@ pub async fn exchange(
     let subject = Subject {
         user: &user,
         auth_time: presented.auth_time,
+        sid: None,
+        nonce: None,
     };
     let (mut issued, mut next) = issuer
         .sign_for_user(

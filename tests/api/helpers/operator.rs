@@ -53,8 +53,27 @@ impl TestApp {
         public: bool,
         scope: Option<&str>,
     ) -> RegisteredClient {
-        self.register_client(grant_types, public, scope, false)
+        self.register_client(grant_types, public, scope, false, &[], &[])
             .await
+    }
+
+    /// Registers a web application for browser sign-in (SPEC §6): the authorization_code and
+    /// refresh_token grants, the default scope, and these redirect URIs.
+    pub async fn create_web_client(
+        &self,
+        public: bool,
+        redirect_uris: &[&str],
+        post_logout_redirect_uris: &[&str],
+    ) -> RegisteredClient {
+        self.register_client(
+            "authorization_code,refresh_token",
+            public,
+            None,
+            false,
+            redirect_uris,
+            post_logout_redirect_uris,
+        )
+        .await
     }
 
     async fn register_client(
@@ -63,6 +82,8 @@ impl TestApp {
         public: bool,
         scope: Option<&str>,
         may_introspect: bool,
+        redirect_uris: &[&str],
+        post_logout_redirect_uris: &[&str],
     ) -> RegisteredClient {
         use user_auth_service::clients::{self, NewClient};
         use user_auth_service::oauth::{GrantType, Scope};
@@ -78,6 +99,11 @@ impl TestApp {
             public,
             scopes,
             may_introspect,
+            redirect_uris: redirect_uris.iter().map(|uri| uri.to_string()).collect(),
+            post_logout_redirect_uris: post_logout_redirect_uris
+                .iter()
+                .map(|uri| uri.to_string())
+                .collect(),
         };
         let (client, secret) = clients::register(&self.store, new, self.clock.now())
             .await
@@ -150,7 +176,7 @@ impl TestApp {
     /// A resource server or gateway (`clients create --introspect`): a confidential client
     /// allowed client credentials that may introspect every client's tokens.
     pub async fn introspecting_client(&self) -> RegisteredClient {
-        self.register_client("client_credentials", false, None, true)
+        self.register_client("client_credentials", false, None, true, &[], &[])
             .await
     }
 
