@@ -5,6 +5,7 @@
 mod helpers;
 
 mod authorization_code;
+mod browser_signin;
 mod client_credentials;
 mod clients_cli;
 mod concurrency;

@@ -3,6 +3,7 @@
 //! verification, and the service as a process.
 
 mod app;
+mod browser;
 mod clock;
 mod database;
 mod logs;
@@ -14,6 +15,7 @@ mod tokens;
 mod values;
 
 pub use app::*;
+pub use browser::*;
 pub use clock::*;
 pub use database::*;
 pub use logs::*;
