@@ -8,10 +8,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    AuthorizeRequest, Browser, ClientAuth, MovableClock, OTHER_REDIRECT_URI,
-    POST_LOGOUT_REDIRECT_URI, REDIRECT_URI, RegisteredClient, TestApp, assert_error,
-    assert_json_error, assert_refresh_invalid_grant, header, input_value, is_sign_in_page, ok_json,
-    query_of, set_cookie, str_of, without_query,
+    AuthorizeRequest, ClientAuth, MovableClock, OTHER_REDIRECT_URI, POST_LOGOUT_REDIRECT_URI,
+    REDIRECT_URI, RegisteredClient, TestApp, UserAgent, assert_error, assert_json_error,
+    assert_refresh_invalid_grant, header, input_value, is_sign_in_page, ok_json, query_of,
+    set_cookie, str_of, without_query,
 };
 
 /// An app, a user, a web client with two redirect URIs, and a browser with no session.
@@ -20,7 +20,7 @@ struct Fixture {
     client: RegisteredClient,
     username: String,
     password: String,
-    browser: Browser,
+    browser: UserAgent,
 }
 
 impl Fixture {
@@ -45,7 +45,7 @@ impl Fixture {
             )
             .await;
         Fixture {
-            browser: Browser::new(&app),
+            browser: UserAgent::new(&app),
             app,
             client,
             username,
@@ -503,7 +503,7 @@ async fn a_sign_in_from_another_browser_than_the_forms_is_an_error_page() {
     let f = Fixture::new().await;
     let form = f.browser.open_sign_in_form(&f.request().url(&f.app)).await;
 
-    let stranger = Browser::new(&f.app);
+    let stranger = UserAgent::new(&f.app);
     let response = stranger.submit(&form, &f.username, &f.password).await;
     assert_eq!(set_cookie(&response, "auth_session"), "", "no session");
     assert_error_page(response, "no auth_form cookie").await;
@@ -1135,7 +1135,7 @@ async fn logout_without_a_hint_asks_the_user_to_confirm_and_signs_out_only_then(
 
     // Not from another browser (a cross-site form post has no session cookie to end anyway,
     // and the token is no use without it).
-    let stranger = Browser::new(&f.app);
+    let stranger = UserAgent::new(&f.app);
     let response = stranger
         .post_form(&format!("{}/logout", f.app.issuer), &form)
         .await;

@@ -6,6 +6,7 @@ mod helpers;
 
 mod authorization_code;
 mod authorize_errors;
+mod browser_signin;
 mod client_credentials;
 mod clients_cli;
 mod concurrency;

@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::helpers::{
-    Browser, MovableClock, POST_LOGOUT_REDIRECT_URI, REDIRECT_URI, RegisteredClient, TestApp,
+    MovableClock, POST_LOGOUT_REDIRECT_URI, REDIRECT_URI, RegisteredClient, TestApp, UserAgent,
     header, is_sign_in_page, loopback_client, now_unix, query_of, without_query,
 };
 
@@ -248,7 +248,7 @@ async fn a_confidential_client_signs_a_user_in_with_the_code_flow_and_pkce() {
     let rp = relying_party(&metadata, &client);
     let pending = authorization_request(&rp, false);
 
-    let browser = Browser::new(&app);
+    let browser = UserAgent::new(&app);
     let before = now_unix();
     let location = browser.sign_in(&pending.url, &username, &password).await;
     let after = now_unix();
@@ -300,7 +300,7 @@ async fn a_public_client_signs_a_user_in_with_pkce_and_no_secret() {
     // No secret: the library sends client_id in the form.
     let rp = relying_party(&metadata, &client);
     let pending = authorization_request(&rp, false);
-    let location = Browser::new(&app)
+    let location = UserAgent::new(&app)
         .sign_in(&pending.url, &username, &password)
         .await;
     let code = code_from(&location, &pending, &app);
@@ -321,7 +321,7 @@ async fn the_library_refreshes_the_tokens_of_a_browser_sign_in() {
             .await;
         let rp = relying_party(&discover(&app).await, &client);
         let pending = authorization_request(&rp, false);
-        let location = Browser::new(&app)
+        let location = UserAgent::new(&app)
             .sign_in(&pending.url, &username, &password)
             .await;
         let tokens = exchange(
@@ -381,7 +381,7 @@ async fn a_second_client_signs_the_same_browser_in_without_the_form() {
     let second = app
         .create_web_client(true, &[REDIRECT_URI], &[POST_LOGOUT_REDIRECT_URI])
         .await;
-    let browser = Browser::new(&app);
+    let browser = UserAgent::new(&app);
 
     let first_rp = relying_party(&metadata, &first);
     let pending = authorization_request(&first_rp, false);
@@ -437,7 +437,7 @@ async fn prompt_login_through_the_library_signs_in_again_with_a_fresh_auth_time(
         .create_web_client(false, &[REDIRECT_URI], &[POST_LOGOUT_REDIRECT_URI])
         .await;
     let rp = relying_party(&discover(&app).await, &client);
-    let browser = Browser::new(&app);
+    let browser = UserAgent::new(&app);
 
     let pending = authorization_request(&rp, false);
     let location = browser.sign_in(&pending.url, &username, &password).await;
@@ -490,7 +490,7 @@ async fn rp_initiated_logout_through_the_library_ends_the_browser_session() {
         .expect("an end_session_endpoint in discovery");
     assert_eq!(end_session.as_str(), format!("{}/logout", app.issuer));
     let rp = relying_party(&discover(&app).await, &client);
-    let browser = Browser::new(&app);
+    let browser = UserAgent::new(&app);
     let pending = authorization_request(&rp, false);
     let location = browser.sign_in(&pending.url, &username, &password).await;
     let tokens = exchange(

@@ -12,6 +12,7 @@ mod operator;
 mod process;
 mod responses;
 mod tokens;
+mod user_agent;
 mod values;
 
 pub use app::*;
@@ -25,6 +26,7 @@ pub use operator::*;
 pub use process::*;
 pub use responses::*;
 pub use tokens::*;
+pub use user_agent::*;
 pub use values::*;
 
 // What the helpers share, taken by each with `use super::*`.
