@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::helpers::{Browser, ClientAuth, RegisteredClient, TestApp, ok_json};
+use crate::helpers::{Browser, ClientAuth, RegisteredClient, TestApp, ok_json, strong_password};
 
 /// The message the sign-in page shows for any username and password that do not match.
 const INVALID_CREDENTIALS: &str = "Invalid username or password.";
@@ -311,7 +311,6 @@ async fn a_browser_signs_in_with_the_code_flow_then_signs_on_to_a_second_client_
             "the sign-in page loaded {resource} from another host"
         );
     }
-    browser.screenshot_for_docs("signin.png").await;
 
     sign_in(&browser, &username, &password).await;
     let landed = browser
@@ -409,8 +408,12 @@ async fn a_wrong_password_in_the_browser_shows_the_error_then_the_right_one_sign
     let app = TestApp::spawn().await;
     let sites = ClientSites::start().await;
     let callback = sites.url("/callback");
-    let client = web_client(&app, true, &[&callback], &[]).await;
-    let (username, password, _) = app.signup_new_user().await;
+    // The names the screenshot in the README shows.
+    let client = app
+        .create_named_web_client("Photo Gallery", true, &[&callback])
+        .await;
+    let (username, password) = ("alice".to_owned(), strong_password());
+    app.signup(&username, &password).await;
     let browser = Browser::start().await;
 
     let request = AuthorizationRequest::new(&app, &client.client_id, &callback);
@@ -419,6 +422,7 @@ async fn a_wrong_password_in_the_browser_shows_the_error_then_the_right_one_sign
         .await
         .expect("open the authorize URL");
     assert_signin_form(&browser).await;
+    browser.screenshot_for_docs("signin.png").await;
     sign_in(&browser, &username, "not-the-password-at-all").await;
 
     let error = browser.element(".error").await;

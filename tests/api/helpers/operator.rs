@@ -76,6 +76,25 @@ impl TestApp {
         .await
     }
 
+    /// `create_web_client` with a name of the test's choosing (the sign-in page shows it).
+    pub async fn create_named_web_client(
+        &self,
+        name: &str,
+        public: bool,
+        redirect_uris: &[&str],
+    ) -> RegisteredClient {
+        self.register_named_client(
+            name,
+            "authorization_code,refresh_token",
+            public,
+            None,
+            false,
+            redirect_uris,
+            &[],
+        )
+        .await
+    }
+
     async fn register_client(
         &self,
         grant_types: &str,
@@ -85,16 +104,38 @@ impl TestApp {
         redirect_uris: &[&str],
         post_logout_redirect_uris: &[&str],
     ) -> RegisteredClient {
+        self.register_named_client(
+            &unique_client_name(),
+            grant_types,
+            public,
+            scope,
+            may_introspect,
+            redirect_uris,
+            post_logout_redirect_uris,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn register_named_client(
+        &self,
+        name: &str,
+        grant_types: &str,
+        public: bool,
+        scope: Option<&str>,
+        may_introspect: bool,
+        redirect_uris: &[&str],
+        post_logout_redirect_uris: &[&str],
+    ) -> RegisteredClient {
         use user_auth_service::clients::{self, NewClient};
         use user_auth_service::oauth::{GrantType, Scope};
-        let name = unique_client_name();
         let grant_types = grant_types
             .split(',')
             .map(|grant| GrantType::parse(grant.trim()).expect("a known grant type"))
             .collect();
         let scopes = Scope::parse(scope.unwrap_or(clients::DEFAULT_SCOPE)).expect("a valid scope");
         let new = NewClient {
-            name: &name,
+            name,
             grant_types,
             public,
             scopes,
