@@ -87,16 +87,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_form = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|mime| {
-                mime.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
+        if !is_form(request.headers()) {
             return Err(OAuthError::invalid_request(
                 "the body must be application/x-www-form-urlencoded",
             )
@@ -118,6 +109,26 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
         }
         Ok(OAuthForm { pairs })
     }
+}
+
+/// Whether the body is `application/x-www-form-urlencoded` (parameters ignored).
+pub fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The first non-empty value of `name` among a form's or query's pairs.
+pub fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(key, value)| key == name && !value.is_empty())
+        .map(|(_, value)| value.as_str())
 }
 
 /// Authenticates the client of an OAuth request (token, revocation, introspection).

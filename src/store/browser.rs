@@ -4,7 +4,7 @@
 
 use uuid::Uuid;
 
-use super::refresh_tokens::insert_refresh_token;
+use super::refresh_tokens::{insert_refresh_family, insert_refresh_token};
 use super::{NewRefreshToken, Store, StoreError, on_pool, on_pool_writing};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -236,17 +236,7 @@ impl Store {
                 tx.rollback().await?;
                 Redemption::AlreadyUsed
             } else {
-                sqlx::query(
-                    "insert into refresh_families (id, user_id, client_id, created_at, \
-                     issued_at, expires_at) values ($1, $2, $3, $4, $4, $5)",
-                )
-                .bind(first.family_id)
-                .bind(first.user_id)
-                .bind(&first.client_id)
-                .bind(first.issued_at)
-                .bind(first.expires_at)
-                .execute(&mut *tx)
-                .await?;
+                insert_refresh_family!(first).execute(&mut *tx).await?;
                 insert_refresh_token!(first).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Redemption::Redeemed

@@ -150,6 +150,22 @@ macro_rules! insert_refresh_token {
 }
 pub(super) use insert_refresh_token;
 
+/// The insert of a new family's row, from its first refresh token, for either backend.
+macro_rules! insert_refresh_family {
+    ($first:expr) => {
+        sqlx::query(
+            "insert into refresh_families (id, user_id, client_id, created_at, issued_at, \
+             expires_at) values ($1, $2, $3, $4, $4, $5)",
+        )
+        .bind($first.family_id)
+        .bind($first.user_id)
+        .bind(&$first.client_id)
+        .bind($first.issued_at)
+        .bind($first.expires_at)
+    };
+}
+pub(super) use insert_refresh_family;
+
 /// Takes the family's row lock for the rest of the transaction and records that it issues
 /// `$token` now; affects no row when the family has ended.
 macro_rules! claim_live_family {
@@ -169,17 +185,7 @@ impl Store {
     pub async fn start_refresh_family(&self, first: &NewRefreshToken) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "insert into refresh_families (id, user_id, client_id, created_at, issued_at, \
-                 expires_at) values ($1, $2, $3, $4, $4, $5)",
-            )
-            .bind(first.family_id)
-            .bind(first.user_id)
-            .bind(&first.client_id)
-            .bind(first.issued_at)
-            .bind(first.expires_at)
-            .execute(&mut *tx)
-            .await?;
+            insert_refresh_family!(first).execute(&mut *tx).await?;
             insert_refresh_token!(first).execute(&mut *tx).await?;
             tx.commit().await?;
         });

@@ -361,21 +361,7 @@ impl TokenIssuer {
         token: &str,
         now: OffsetDateTime,
     ) -> Result<IdTokenHint, VerifyError> {
-        let header = josekit::jwt::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
-        let kid = header
-            .claim("kid")
-            .and_then(|value| value.as_str())
-            .ok_or(InvalidToken::UnknownKey)?;
-        if header.claim("alg").and_then(|value| value.as_str()) != Some("RS256") {
-            return Err(InvalidToken::BadSignature.into());
-        }
-        let key_set = self.keys.load(now).await?;
-        let verifier = key_set.verifier(kid).ok_or(InvalidToken::UnknownKey)?;
-        let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier as &dyn JwsVerifier)
-            .map_err(|_| InvalidToken::BadSignature)?;
-        let claims: IdClaims =
-            serde_json::from_value(serde_json::Value::Object(payload.claims_set().clone()))
-                .map_err(|_| InvalidToken::Malformed)?;
+        let claims: IdClaims = self.verified_claims(token, &["JWT"], now).await?;
         if claims.iss != self.settings.issuer {
             return Err(InvalidToken::WrongIssuerOrAudience.into());
         }
@@ -385,18 +371,17 @@ impl TokenIssuer {
         })
     }
 
-    /// Verifies one of our access tokens: RS256 with a known, unrevoked key, `typ` `at+jwt`
-    /// (RFC 9068 §4), our issuer and audience, and the time claims within the leeway.
-    pub async fn verify_access_token(
+    /// The claims of a JWT of one of `types` (its `typ`, any case) signed by one of our known,
+    /// unrevoked keys with RS256; nothing else about them is checked here.
+    async fn verified_claims<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
+        types: &[&str],
         now: OffsetDateTime,
-    ) -> Result<AccessClaims, VerifyError> {
+    ) -> Result<T, VerifyError> {
         let header = josekit::jwt::decode_header(token).map_err(|_| InvalidToken::Malformed)?;
         let typ = header.claim("typ").and_then(|value| value.as_str());
-        if !typ.is_some_and(|typ| {
-            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
-        }) {
+        if !typ.is_some_and(|typ| types.iter().any(|known| typ.eq_ignore_ascii_case(known))) {
             return Err(InvalidToken::WrongType.into());
         }
         if header.claim("alg").and_then(|value| value.as_str()) != Some("RS256") {
@@ -410,9 +395,20 @@ impl TokenIssuer {
         let verifier = key_set.verifier(kid).ok_or(InvalidToken::UnknownKey)?;
         let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier as &dyn JwsVerifier)
             .map_err(|_| InvalidToken::BadSignature)?;
-        let claims: AccessClaims =
-            serde_json::from_value(serde_json::Value::Object(payload.claims_set().clone()))
-                .map_err(|_| InvalidToken::Malformed)?;
+        serde_json::from_value(serde_json::Value::Object(payload.claims_set().clone()))
+            .map_err(|_| InvalidToken::Malformed.into())
+    }
+
+    /// Verifies one of our access tokens: RS256 with a known, unrevoked key, `typ` `at+jwt`
+    /// (RFC 9068 §4), our issuer and audience, and the time claims within the leeway.
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<AccessClaims, VerifyError> {
+        let claims: AccessClaims = self
+            .verified_claims(token, &["at+jwt", "application/at+jwt"], now)
+            .await?;
         if claims.iss != self.settings.issuer || claims.aud != self.settings.audience {
             return Err(InvalidToken::WrongIssuerOrAudience.into());
         }

@@ -14,7 +14,7 @@ use crate::browser::request::{
 use crate::browser::session::{self, BrowserSession};
 use crate::browser::{BrowserError, FORM_TTL, codes};
 use crate::clients::redirect_uri;
-use crate::http::extract::{ClientAddress, DeviceCookie};
+use crate::http::extract::{ClientAddress, DeviceCookie, field, is_form};
 use crate::http::pages::{self, FORM_COOKIE, SESSION_COOKIE, SigninPage};
 use crate::http::routes::auth::device_cookie;
 use crate::http::state::AppState;
@@ -161,14 +161,7 @@ pub async fn signin(
     let Some(pairs) = form_pairs(&headers, &body) else {
         return malformed();
     };
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .filter(|value| !value.is_empty())
-    };
-    let Some(token) = field("csrf_token") else {
+    let Some(token) = field(&pairs, "csrf_token") else {
         return stale_form("The sign-in form came without its security token.");
     };
     let request = match forms::load(
@@ -186,7 +179,7 @@ pub async fn signin(
         }
         Err(FormError::Store(error)) => return pages::store_failure(&error),
     };
-    let username = field("username").unwrap_or_default();
+    let username = field(&pairs, "username").unwrap_or_default();
     let again = |status: StatusCode, message: &str| {
         pages::render(
             status,
@@ -199,7 +192,7 @@ pub async fn signin(
             Some(&request.redirect_uri),
         )
     };
-    let (Some(_), Some(password)) = (field("username"), field("password")) else {
+    let (Some(_), Some(password)) = (field(&pairs, "username"), field(&pairs, "password")) else {
         return again(StatusCode::BAD_REQUEST, "Enter your username and password.");
     };
     let origin = Origin {
@@ -337,15 +330,11 @@ fn redirect(status: StatusCode, uri: &str, parameters: &[(&str, &str)]) -> Respo
 
 /// The pairs of a form body, or none if it is not `application/x-www-form-urlencoded`.
 fn form_pairs(headers: &HeaderMap, body: &[u8]) -> Option<Vec<(String, String)>> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if is_form { parse_pairs(body) } else { None }
+    if is_form(headers) {
+        parse_pairs(body)
+    } else {
+        None
+    }
 }
 
 fn parse_pairs(encoded: &[u8]) -> Option<Vec<(String, String)>> {

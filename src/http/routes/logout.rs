@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::browser::session;
 use crate::clients::{self, redirect_uri};
+use crate::http::extract::field;
 use crate::http::pages::{self, LogoutPage, SESSION_COOKIE};
 use crate::http::state::AppState;
 
@@ -39,21 +40,14 @@ pub async fn logout_post(
 }
 
 async fn logout(state: &AppState, headers: &HeaderMap, pairs: &[(String, String)]) -> Response {
-    let field = |name: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-            .filter(|value| !value.is_empty())
-    };
     let now = state.clock.now();
     let secure = state.secure_cookies;
     let secret = SESSION_COOKIE.read(headers, secure);
-    let hint = match field("id_token_hint") {
+    let hint = match field(pairs, "id_token_hint") {
         Some(token) => state.tokens.read_id_token_hint(token, now).await.ok(),
         None => None,
     };
-    let post_logout_redirect_uri = field("post_logout_redirect_uri");
+    let post_logout_redirect_uri = field(pairs, "post_logout_redirect_uri");
 
     // A client asking to be sent back must prove who it is (the hint) and have registered the
     // address: this endpoint never redirects anywhere else. Without a valid hint the address is
@@ -80,7 +74,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, pairs: &[(String, String)
 
     // Without a valid hint, the user confirms: a link on another site must not sign them out.
     if hint.is_none() {
-        let confirmed = match (field("logout_token"), secret) {
+        let confirmed = match (field(pairs, "logout_token"), secret) {
             (Some(token), Some(secret)) => subtle::ConstantTimeEq::ct_eq(
                 token.as_bytes(),
                 session::logout_token(secret).as_bytes(),
@@ -117,7 +111,7 @@ async fn logout(state: &AppState, headers: &HeaderMap, pairs: &[(String, String)
     match back_to {
         Some(uri) => {
             let mut parameters: Vec<(&str, &str)> = Vec::new();
-            if let Some(client_state) = field("state") {
+            if let Some(client_state) = field(pairs, "state") {
                 parameters.push(("state", client_state));
             }
             let Some(location) = redirect_uri::with_query(uri, &parameters)

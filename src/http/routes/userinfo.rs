@@ -2,11 +2,10 @@
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::header;
 use serde::Serialize;
 
 use crate::http::error::{ApiError, ErrorBody};
-use crate::http::extract::{BearerToken, bearer_token};
+use crate::http::extract::{BearerToken, bearer_token, field, is_form};
 use crate::http::state::AppState;
 use crate::oauth::Scope;
 
@@ -58,25 +57,14 @@ pub async fn userinfo_post(
 ) -> Result<Json<UserInfo>, ApiError> {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|mime| {
-            mime.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    let in_form = if is_form {
+    let in_form = if is_form(&headers) {
         // The body limit layer has already refused a larger body.
         let body = axum::body::to_bytes(body, crate::http::BODY_LIMIT_BYTES)
             .await
             .map_err(|_| ApiError::PayloadTooLarge)?;
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
             .map_err(|_| ApiError::bad_request("the form body is malformed"))?;
-        pairs
-            .into_iter()
-            .find(|(name, value)| name == "access_token" && !value.is_empty())
-            .map(|(_, value)| value)
+        field(&pairs, "access_token").map(str::to_owned)
     } else {
         None
     };
