@@ -46,6 +46,8 @@ async fn main() -> Result<(), String> {
         idle_timeout: config.http_idle_timeout,
         max_connections: config.max_connections,
     };
+    // Before the port is bound, as the service does.
+    let shutdown = shutdown_signal();
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let listener = TcpListener::bind(address)
         .await
@@ -57,13 +59,6 @@ async fn main() -> Result<(), String> {
             async move { ([(header::CONTENT_TYPE, "application/json")], body) }
         }),
     );
-    connections::serve(
-        listener,
-        bare,
-        limits,
-        shutdown_signal(),
-        config.shutdown_timeout,
-    )
-    .await;
+    connections::serve(listener, bare, limits, shutdown, config.shutdown_timeout).await;
     Ok(())
 }

@@ -78,6 +78,8 @@ fn print(answer: Result<serde_json::Value, String>) -> Result<(), String> {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
+    // Before the port is bound: from the moment it answers, SIGTERM means a graceful stop.
+    let shutdown = server::shutdown_signal();
     let app = Application::build(config)
         .await
         .map_err(|error| error.to_string())?;
@@ -86,7 +88,7 @@ async fn serve(config: Config) -> Result<(), String> {
         management = %app.management_addr(),
         "listening"
     );
-    app.run_until_stopped(server::shutdown_signal())
+    app.run_until_stopped(shutdown)
         .await
         .map_err(|error| error.to_string())
 }
