@@ -410,7 +410,7 @@ async fn a_wrong_password_in_the_browser_shows_the_error_then_the_right_one_sign
     let callback = sites.url("/callback");
     // The names the screenshot in the README shows.
     let client = app
-        .create_named_web_client("Photo Gallery", true, &[&callback])
+        .create_named_web_client("Photo Gallery", true, &[&callback], &[])
         .await;
     let (username, password) = ("alice".to_owned(), strong_password());
     app.signup(&username, &password).await;

@@ -120,6 +120,18 @@ fn code_from(location: &reqwest::Url, pending: &Pending, app: &TestApp) -> Autho
     AuthorizationCode::new(code.clone())
 }
 
+/// The code of a redirect (checked by `code_from`) exchanged for tokens, with the request's
+/// PKCE verifier.
+async fn redeem(
+    app: &TestApp,
+    rp: &RelyingParty,
+    location: &reqwest::Url,
+    pending: &Pending,
+) -> CoreTokenResponse {
+    let verifier = PkceCodeVerifier::new(pending.verifier.secret().clone());
+    exchange(app, rp, code_from(location, pending, app), verifier).await
+}
+
 async fn exchange(
     app: &TestApp,
     rp: &RelyingParty,
@@ -324,13 +336,7 @@ async fn the_library_refreshes_the_tokens_of_a_browser_sign_in() {
         let location = UserAgent::new(&app)
             .sign_in(&pending.url, &username, &password)
             .await;
-        let tokens = exchange(
-            &app,
-            &rp,
-            code_from(&location, &pending, &app),
-            pending.verifier,
-        )
-        .await;
+        let tokens = redeem(&app, &rp, &location, &pending).await;
         let refresh_token = tokens.refresh_token().expect("a refresh token").clone();
 
         let refreshed = rp
@@ -386,13 +392,7 @@ async fn a_second_client_signs_the_same_browser_in_without_the_form() {
     let first_rp = relying_party(&metadata, &first);
     let pending = authorization_request(&first_rp, false);
     let location = browser.sign_in(&pending.url, &username, &password).await;
-    let first_tokens = exchange(
-        &app,
-        &first_rp,
-        code_from(&location, &pending, &app),
-        pending.verifier,
-    )
-    .await;
+    let first_tokens = redeem(&app, &first_rp, &location, &pending).await;
     let first_sign_in = verify_id_token(&app, &first_rp, &first_tokens, &pending.nonce);
 
     // The same browser, another client: a redirect with a code at once, no page.
@@ -409,13 +409,7 @@ async fn a_second_client_signs_the_same_browser_in_without_the_form() {
     );
     assert!(!is_sign_in_page(&body), "no form: {body}");
     let location = reqwest::Url::parse(&location).unwrap();
-    let tokens = exchange(
-        &app,
-        &second_rp,
-        code_from(&location, &pending, &app),
-        pending.verifier,
-    )
-    .await;
+    let tokens = redeem(&app, &second_rp, &location, &pending).await;
     let second_sign_in = verify_id_token(&app, &second_rp, &tokens, &pending.nonce);
     assert_eq!(second_sign_in.subject, user_id);
     assert_eq!(
@@ -441,26 +435,14 @@ async fn prompt_login_through_the_library_signs_in_again_with_a_fresh_auth_time(
 
     let pending = authorization_request(&rp, false);
     let location = browser.sign_in(&pending.url, &username, &password).await;
-    let tokens = exchange(
-        &app,
-        &rp,
-        code_from(&location, &pending, &app),
-        pending.verifier,
-    )
-    .await;
+    let tokens = redeem(&app, &rp, &location, &pending).await;
     let first = verify_id_token(&app, &rp, &tokens, &pending.nonce);
 
     // auth_time is in whole seconds: two pass (the library allows a little clock skew).
     clock.advance(std::time::Duration::from_secs(2));
     let pending = authorization_request(&rp, true);
     let location = browser.sign_in(&pending.url, &username, &password).await;
-    let tokens = exchange(
-        &app,
-        &rp,
-        code_from(&location, &pending, &app),
-        pending.verifier,
-    )
-    .await;
+    let tokens = redeem(&app, &rp, &location, &pending).await;
     let second = verify_id_token(&app, &rp, &tokens, &pending.nonce);
     assert!(
         second.auth_time > first.auth_time,
@@ -493,13 +475,7 @@ async fn rp_initiated_logout_through_the_library_ends_the_browser_session() {
     let browser = UserAgent::new(&app);
     let pending = authorization_request(&rp, false);
     let location = browser.sign_in(&pending.url, &username, &password).await;
-    let tokens = exchange(
-        &app,
-        &rp,
-        code_from(&location, &pending, &app),
-        pending.verifier,
-    )
-    .await;
+    let tokens = redeem(&app, &rp, &location, &pending).await;
     let id_token = tokens.id_token().expect("an ID token").clone();
 
     let state = CsrfToken::new_random();

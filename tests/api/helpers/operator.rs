@@ -65,11 +65,9 @@ impl TestApp {
         redirect_uris: &[&str],
         post_logout_redirect_uris: &[&str],
     ) -> RegisteredClient {
-        self.register_client(
-            "authorization_code,refresh_token",
+        self.create_named_web_client(
+            &unique_client_name(),
             public,
-            None,
-            false,
             redirect_uris,
             post_logout_redirect_uris,
         )
@@ -82,6 +80,7 @@ impl TestApp {
         name: &str,
         public: bool,
         redirect_uris: &[&str],
+        post_logout_redirect_uris: &[&str],
     ) -> RegisteredClient {
         self.register_named_client(
             name,
@@ -90,7 +89,7 @@ impl TestApp {
             None,
             false,
             redirect_uris,
-            &[],
+            post_logout_redirect_uris,
         )
         .await
     }
