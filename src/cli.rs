@@ -6,12 +6,13 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::clients::{self, Client, NewClient, RegistrationError};
-use crate::config::Config;
+use crate::config::{Config, redact};
+use crate::events::{self, Outbox, RetryTarget};
 use crate::keys::{KeyRing, RotateMode};
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
 use crate::server;
-use crate::store::{Store, StoreError};
+use crate::store::{EventDeliveryRow, Store, StoreError};
 use crate::users;
 
 #[derive(Debug, Parser)]
@@ -40,6 +41,31 @@ pub enum Command {
     /// Inspect and rotate the signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect the events to other services and retry those not delivered.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List event deliveries, newest events first.
+    List {
+        /// Only deliveries in this state.
+        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Send an event again now: every delivery of it not yet delivered, or with --dead every
+    /// dead delivery; EVENT_MAX_AGE counts again from now.
+    Retry {
+        /// The event's id (its SETs' jti).
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<String>,
+        #[arg(long)]
+        dead: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -256,17 +282,73 @@ pub fn describe(client: &Client) -> Value {
     })
 }
 
+/// Runs an events command and answers what to print.
+pub async fn events(
+    store: &Store,
+    command: EventsCommand,
+    now: OffsetDateTime,
+) -> Result<Value, String> {
+    match command {
+        EventsCommand::List { status, limit } => {
+            let deliveries = events::list(store, status.as_deref(), limit)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(Value::Array(
+                deliveries.iter().map(describe_delivery).collect(),
+            ))
+        }
+        EventsCommand::Retry { id, dead } => {
+            let target = match (id, dead) {
+                (Some(id), _) => RetryTarget::Event(
+                    uuid::Uuid::parse_str(&id).map_err(|_| format!("{id:?} is not an event id"))?,
+                ),
+                (None, _) => RetryTarget::Dead,
+            };
+            let retried = events::retry(store, target, now)
+                .await
+                .map_err(|error| error.to_string())?;
+            Ok(json!({ "retried": retried }))
+        }
+    }
+}
+
+fn describe_delivery(row: &EventDeliveryRow) -> Value {
+    let time = |ms: i64| {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .ok()
+            .and_then(|at| {
+                at.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+    };
+    json!({
+        "id": row.event_id,
+        "kind": row.kind,
+        "user_id": row.user_id,
+        "username": row.username,
+        "client_id": row.client_id,
+        "occurred_at": time(row.occurred_at),
+        "destination": redact::url_passwords(&row.destination),
+        "status": row.status,
+        "attempts": row.attempts,
+        "next_attempt_at": (row.status == "pending").then(|| time(row.next_attempt_at)).flatten(),
+        "last_error": row.last_error,
+        "delivered_at": row.delivered_at.and_then(time),
+    })
+}
+
 /// Runs a users command and answers what to print.
 pub async fn users(
     store: &Store,
+    outbox: &Outbox,
     command: UsersCommand,
     now: OffsetDateTime,
 ) -> Result<Value, String> {
     let (username, disabled) = match &command {
-        UsersCommand::Disable { username } => users::disable(store, username, now)
+        UsersCommand::Disable { username } => users::disable(store, outbox, username, now)
             .await
             .map(|()| (username, true)),
-        UsersCommand::Enable { username } => users::enable(store, username)
+        UsersCommand::Enable { username } => users::enable(store, outbox, username, now)
             .await
             .map(|()| (username, false)),
     }

@@ -184,6 +184,17 @@ pub struct Config {
     /// `MAX_CONNECTIONS`: connections open at once; further ones wait in the listen backlog.
     pub max_connections: usize,
     pub log_format: LogFormat,
+    /// `EVENT_PUSH_URLS`: where every event is pushed as a SET (SPEC §7).
+    pub event_push_urls: Vec<String>,
+    /// `EVENT_AUDIENCE`: the SETs' `aud`; each endpoint's URL when unset.
+    pub event_audience: Option<String>,
+    /// `QUEST_PROC_SERVICE_URL`: the old service's receiver of signups and sign-ins.
+    pub quest_proc_service_url: Option<String>,
+    pub event_timeout: Duration,
+    pub event_retry_max_delay: Duration,
+    pub event_max_age: Duration,
+    /// `EVENT_POLL_INTERVAL`: how often an idle delivery loop looks for due events.
+    pub event_poll_interval: Duration,
 }
 
 impl Config {
@@ -191,6 +202,18 @@ impl Config {
     pub fn browser_settings(&self) -> crate::browser::BrowserSettings {
         crate::browser::BrowserSettings {
             session_ttl: self.session_ttl,
+        }
+    }
+
+    pub fn event_settings(&self) -> crate::events::EventSettings {
+        crate::events::EventSettings {
+            push_urls: self.event_push_urls.clone(),
+            audience: self.event_audience.clone(),
+            quest_url: self.quest_proc_service_url.clone(),
+            timeout: self.event_timeout,
+            retry_max_delay: self.event_retry_max_delay,
+            max_age: self.event_max_age,
+            poll_interval: self.event_poll_interval,
         }
     }
 
@@ -291,6 +314,13 @@ impl Config {
             refresh_token_ttl: vars.duration("REFRESH_TOKEN_TTL", "30d")?,
             refresh_reuse_grace: vars.duration_or_zero("REFRESH_REUSE_GRACE", "0s")?,
             session_ttl: vars.duration("SESSION_TTL", "12h")?,
+            event_push_urls: vars.endpoint_urls("EVENT_PUSH_URLS")?,
+            event_audience: vars.string("EVENT_AUDIENCE"),
+            quest_proc_service_url: vars.url("QUEST_PROC_SERVICE_URL")?,
+            event_timeout: vars.duration("EVENT_TIMEOUT", "5s")?,
+            event_retry_max_delay: vars.duration("EVENT_RETRY_MAX_DELAY", "10m")?,
+            event_max_age: vars.duration("EVENT_MAX_AGE", "3d")?,
+            event_poll_interval: vars.duration("EVENT_POLL_INTERVAL", "1s")?,
             key_rotation_interval: vars.duration("KEY_ROTATION_INTERVAL", "30d")?,
             jwks_max_age: vars.duration("JWKS_MAX_AGE", "5m")?,
             key_publish_ahead: vars.duration("KEY_PUBLISH_AHEAD", "1h")?,
@@ -384,6 +414,13 @@ impl Config {
 
 /// Parses `30s`, `15m`, `12h`, `30d` (SPEC §5). A bare number is refused: the unit is never guessed.
 pub fn parse_duration(text: &str) -> Option<Duration> {
+    // Milliseconds, for the short intervals of tests and tuning (`EVENT_POLL_INTERVAL=200ms`).
+    if let Some(number) = text.trim().strip_suffix("ms") {
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        return number.parse().ok().map(Duration::from_millis);
+    }
     let mut chars = text.trim().chars();
     // The unit is the last character, which may be several bytes long in a bad value.
     let unit = chars.next_back()?;
@@ -529,6 +566,31 @@ impl Vars<'_> {
                 "must be an http:// or https:// URL with no query or fragment",
             )),
         }
+    }
+
+    /// Comma-separated http:// or https:// URLs, each with no fragment (a query is kept).
+    fn endpoint_urls(&self, name: &'static str) -> Result<Vec<String>, ConfigError> {
+        let Some(list) = self.string(name) else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|value| match url::Url::parse(value) {
+                Ok(parsed)
+                    if matches!(parsed.scheme(), "http" | "https")
+                        && parsed.host().is_some()
+                        && parsed.fragment().is_none() =>
+                {
+                    Ok(value.to_owned())
+                }
+                _ => Err(invalid(
+                    name,
+                    &redact::url_passwords(value),
+                    "each must be an http:// or https:// URL with no fragment",
+                )),
+            })
+            .collect()
     }
 
     fn kek_source(&self) -> Result<KekSource, ConfigError> {

@@ -13,6 +13,8 @@ pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod delivery;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod metrics;

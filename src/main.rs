@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use user_auth_service::cli::{self, Cli, Command};
 use user_auth_service::config::{Config, redact};
+use user_auth_service::events::Outbox;
 use user_auth_service::server::{self, Application};
 use user_auth_service::telemetry;
 
@@ -42,10 +43,17 @@ async fn main() -> ExitCode {
             Err(error) => Err(error),
         },
         Command::Users(command) => match cli::open_store(&config).await {
-            Ok(store) => print(cli::users(&store, command, now).await),
+            Ok(store) => {
+                let outbox = Outbox::new(&config.event_settings());
+                print(cli::users(&store, &outbox, command, now).await)
+            }
             Err(error) => Err(error),
         },
         Command::Keys(command) => keys(&config, command, now).await,
+        Command::Events(command) => match cli::open_store(&config).await {
+            Ok(store) => print(cli::events(&store, command, now).await),
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

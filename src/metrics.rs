@@ -89,6 +89,19 @@ pub struct Metrics {
     hash_wait: Histogram,
     db_connections: Family<PoolLabels, Gauge>,
     signing_key_age: Gauge,
+    events: Family<OutcomeLabels, Counter>,
+    events_waiting: Family<StatusLabels, Gauge>,
+    event_delivery_latency: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
 }
 
 /// What the `/metrics` handler samples just before encoding.
@@ -98,6 +111,8 @@ pub struct Sample {
     pub pool_idle: usize,
     pub pool_max: u32,
     pub signing_key_age_seconds: Option<i64>,
+    /// Event deliveries waiting and dead, when the database answered.
+    pub event_deliveries: Option<crate::store::DeliveryCounts>,
 }
 
 impl Default for Metrics {
@@ -164,6 +179,25 @@ impl Metrics {
             "Seconds since the active signing key started signing",
             signing_key_age.clone(),
         );
+        let events = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "event_deliveries",
+            "Event delivery attempts, by outcome (delivered, retried, dead)",
+            events.clone(),
+        );
+        let events_waiting = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "events_undelivered",
+            "Event deliveries not delivered, by status (pending, dead), sampled at scrape",
+            events_waiting.clone(),
+        );
+        // 10 ms to about 45 hours: a delivery may wait out many retries.
+        let event_delivery_latency = Histogram::new(exponential_buckets(0.01, 4.0, 13));
+        registry.register(
+            "event_delivery_latency_seconds",
+            "From the change to its event's delivery",
+            event_delivery_latency.clone(),
+        );
         Metrics {
             registry,
             routes: RwLock::default(),
@@ -176,7 +210,24 @@ impl Metrics {
             hash_wait,
             db_connections,
             signing_key_age,
+            events,
+            events_waiting,
+            event_delivery_latency,
         }
+    }
+
+    /// Counts one event delivery attempt.
+    pub fn observe_event(&self, outcome: crate::delivery::Outcome) {
+        use crate::delivery::Outcome;
+        let outcome = match outcome {
+            Outcome::Delivered(latency) => {
+                self.event_delivery_latency.observe(latency.as_secs_f64());
+                "delivered"
+            }
+            Outcome::Retried => "retried",
+            Outcome::Dead => "dead",
+        };
+        self.events.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// Counts a request on `route` (the pattern, never the raw path) and its latency.
@@ -248,6 +299,13 @@ impl Metrics {
         }
         self.signing_key_age
             .set(sample.signing_key_age_seconds.unwrap_or(0));
+        if let Some(counts) = sample.event_deliveries {
+            for (status, value) in [("pending", counts.pending), ("dead", counts.dead)] {
+                self.events_waiting
+                    .get_or_create(&StatusLabels { status })
+                    .set(value);
+            }
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)

@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 use crate::clients::{Client, ClientCache};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, KekSource};
+use crate::delivery::Deliverer;
+use crate::events::Outbox;
 use crate::http::RouterSettings;
 use crate::http::connections::{self, ConnectionLimits};
 use crate::http::state::{AppState, Shared};
@@ -41,6 +43,8 @@ pub enum StartupError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("EVENT_*: {0}")]
+    Events(String),
     #[error("HOST/MANAGEMENT_PORT: cannot listen on {address}: {source}")]
     ManagementBind {
         address: SocketAddr,
@@ -56,6 +60,8 @@ pub struct Application {
     management: crate::http::Management,
     store: Store,
     maintenance: Maintenance,
+    /// The event delivery loops; `None` with no destination configured.
+    events: Option<Arc<Deliverer>>,
     shutdown_timeout: Duration,
     connection_limits: ConnectionLimits,
 }
@@ -189,6 +195,21 @@ impl Application {
                 first_party_client_id: config.first_party_client_id.clone(),
             },
         ));
+        let event_settings = config.event_settings();
+        let events = if event_settings.destinations().is_empty() {
+            None
+        } else {
+            let observed = Arc::clone(&metrics);
+            let deliverer = Deliverer::new(
+                store.clone(),
+                Arc::clone(&tokens),
+                event_settings.clone(),
+                Arc::clone(&clock),
+            )
+            .map_err(StartupError::Events)?
+            .with_observer(Arc::new(move |outcome| observed.observe_event(outcome)));
+            Some(Arc::new(deliverer))
+        };
         let maintenance = Maintenance {
             store: store.clone(),
             keys,
@@ -200,6 +221,7 @@ impl Application {
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
             purge_every: config.maintenance_interval,
             refresh_reuse_grace: config.refresh_reuse_grace,
+            event_max_age: config.event_max_age,
         };
         let state = AppState::new(Shared {
             store: store.clone(),
@@ -219,6 +241,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             untrusted_forwarding_seen: std::sync::atomic::AtomicBool::new(false),
             secure_cookies,
+            outbox: Outbox::new(&event_settings),
         });
         let settings = RouterSettings {
             cors_allowed_origins: config.cors_allowed_origins.clone(),
@@ -234,6 +257,7 @@ impl Application {
             management,
             store,
             maintenance,
+            events,
             shutdown_timeout: config.shutdown_timeout,
             connection_limits: ConnectionLimits {
                 header_timeout: config.http_header_timeout,
@@ -252,6 +276,12 @@ impl Application {
     /// The database the application runs on, for callers that act on it as an operator would.
     pub fn store(&self) -> Store {
         self.store.clone()
+    }
+
+    /// The event delivery loops, for callers that run them beside an in-process service
+    /// (`Deliverer::run`); `None` with no destination configured.
+    pub fn event_delivery(&self) -> Option<Arc<Deliverer>> {
+        self.events.clone()
     }
 
     /// The key ring the service signs with, for callers that run its rotation schedule on a
@@ -283,6 +313,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let schedule = tokio::spawn(self.maintenance.run());
+        let deliveries = self.events.map(|events| tokio::spawn(events.run()));
         let (stop_management, management_stopped) = tokio::sync::oneshot::channel::<()>();
         let management = tokio::spawn(connections::serve(
             self.management_listener,
@@ -304,6 +335,11 @@ impl Application {
         let _ = stop_management.send(());
         let _ = management.await;
         schedule.abort();
+        // An attempt cut short here is claimed again once its lease runs out: sent twice at
+        // worst, never lost.
+        if let Some(deliveries) = deliveries {
+            deliveries.abort();
+        }
         self.store.close().await;
         Ok(())
     }
@@ -326,6 +362,7 @@ struct Maintenance {
     key_schedule_every: Duration,
     purge_every: Duration,
     refresh_reuse_grace: Duration,
+    event_max_age: Duration,
 }
 
 impl Maintenance {
@@ -366,6 +403,10 @@ impl Maintenance {
         }
         if let Err(error) = crate::browser::purge(&self.store, now).await {
             tracing::warn!(%error, "could not delete expired browser sessions and codes");
+        }
+        // Delivered events are kept for EVENT_MAX_AGE, for `events list`; dead ones until retried.
+        if let Err(error) = crate::events::purge(&self.store, self.event_max_age, now).await {
+            tracing::warn!(%error, "could not delete delivered events");
         }
         if let Err(error) = crate::users::throttle::forget_expired(&self.store, now).await {
             tracing::warn!(%error, "could not delete expired sign-in throttling state");

@@ -8,6 +8,7 @@ use axum::http::HeaderValue;
 use crate::browser::BrowserSettings;
 use crate::clients::{Client, ClientCache};
 use crate::clock::Clock;
+use crate::events::Outbox;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tokens::TokenIssuer;
@@ -53,4 +54,6 @@ pub struct Shared {
     pub untrusted_forwarding_seen: std::sync::atomic::AtomicBool,
     /// Whether cookies this service sets are `Secure` (its issuer is an https URL).
     pub secure_cookies: bool,
+    /// What each change stores to be told to other services (SPEC §7).
+    pub outbox: Outbox,
 }

@@ -6,6 +6,7 @@
 
 mod browser;
 mod clients;
+mod events;
 mod keys;
 mod refresh_tokens;
 mod throttle;
@@ -22,6 +23,8 @@ use sqlx::{Connection as _, PgConnection, PgPool, SqlitePool};
 
 pub use browser::{AuthorizationCodeRow, BrowserSessionRow, Redemption, SigninFormRow};
 pub use clients::ClientRow;
+pub(crate) use events::record_event;
+pub use events::{ClaimedDelivery, DeliveryCounts, EventDeliveryRow, NewEvent};
 pub use keys::{NewSigningKey, SigningKeyRow};
 pub use refresh_tokens::{
     AccessTokenStanding, NewRefreshToken, RefreshGrantRow, RefreshTokenRow, Replacement, Rotation,

@@ -6,7 +6,7 @@
 
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_pool, on_pool_writing};
+use super::{NewEvent, Store, StoreError, on_pool, on_pool_writing, record_event};
 
 /// A refresh token to store; only the SHA-256 of the token is ever kept.
 #[derive(Debug, Clone)]
@@ -272,6 +272,7 @@ impl Store {
         used_id: Uuid,
         new: &NewRefreshToken,
         now: i64,
+        reuse_event: Option<&NewEvent>,
     ) -> Result<Replacement, StoreError> {
         Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -293,6 +294,9 @@ impl Store {
                     .bind(new.family_id)
                     .execute(&mut *tx)
                     .await?;
+                if let Some(event) = reuse_event {
+                    record_event!(tx, event);
+                }
                 tx.commit().await?;
                 return Ok(Replacement::SuccessorUsed);
             }
@@ -312,15 +316,28 @@ impl Store {
 
     /// Ends a whole family (revoked, reuse detected, or leaked to another client); its refresh
     /// tokens and the access tokens issued from it stop working.
-    pub async fn end_refresh_family(&self, family_id: Uuid, now: i64) -> Result<(), StoreError> {
+    /// `event`, when given, is stored with the change if this call ended the family (not when
+    /// it had ended before).
+    pub async fn end_refresh_family(
+        &self,
+        family_id: Uuid,
+        now: i64,
+        event: Option<&NewEvent>,
+    ) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
-            sqlx::query(
+            let mut tx = pool.begin().await?;
+            let ended = sqlx::query(
                 "update refresh_families set ended_at = $1 where id = $2 and ended_at is null",
             )
             .bind(now)
             .bind(family_id)
-            .execute(pool)
-            .await?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if let (1.., Some(event)) = (ended, event) {
+                record_event!(tx, event);
+            }
+            tx.commit().await?;
         });
         Ok(())
     }

@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::{Store, StoreError, UserRow, on_pool, on_pool_writing};
+use super::{NewEvent, Store, StoreError, UserRow, on_pool, on_pool_writing, record_event};
 
 /// What a sign-in needs to know of an account before it counts the attempt.
 #[derive(Debug, Default)]
@@ -282,6 +282,7 @@ impl Store {
         windows: &[&str],
         sources: &[&str],
         now: i64,
+        event: Option<&NewEvent>,
     ) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -307,6 +308,9 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            }
+            if let Some(event) = event {
+                record_event!(tx, event);
             }
             tx.commit().await?;
         });

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Store, StoreError, on_pool, on_pool_writing};
+use super::{NewEvent, Store, StoreError, on_pool, on_pool_writing, record_event};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -30,8 +30,10 @@ impl Store {
         user: &UserRow,
         username_key: &str,
         username_skeleton: &str,
+        event: Option<&NewEvent>,
     ) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "insert into users \
                  (id, username, username_key, username_skeleton, password_hash, created_at) \
@@ -43,8 +45,12 @@ impl Store {
             .bind(username_skeleton)
             .bind(&user.password_hash)
             .bind(user.created_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            if let Some(event) = event {
+                record_event!(tx, event);
+            }
+            tx.commit().await?;
         });
         Ok(())
     }
@@ -153,18 +159,21 @@ impl Store {
 
     /// Disables (or, with `None`, enables) a user; false if no such user. Disabling also ends
     /// every refresh-token family of the user, in the same transaction, and they stay ended
-    /// after a later enable (SPEC §5).
+    /// after a later enable (SPEC §5). `event`, when given, is stored with the change, about the
+    /// user changed (its `user_id` and `username` are that user's).
     pub async fn set_user_disabled(
         &self,
         username_key: &str,
         disabled_at: Option<i64>,
+        event: Option<&NewEvent>,
     ) -> Result<bool, StoreError> {
         Ok(on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
             // The write comes first: on SQLite a transaction that read first cannot wait for
             // another process's writer (the server's, for a command) and fails as busy.
-            let user: Option<(Uuid,)> = sqlx::query_as(
-                "update users set disabled_at = $1 where username_key = $2 returning id",
+            let user: Option<(Uuid, String)> = sqlx::query_as(
+                "update users set disabled_at = $1 where username_key = $2 \
+                 returning id, username",
             )
             .bind(disabled_at)
             .bind(username_key)
@@ -172,7 +181,7 @@ impl Store {
             .await?;
             match user {
                 None => false,
-                Some((id,)) => {
+                Some((id, username)) => {
                     if let Some(now) = disabled_at {
                         sqlx::query(
                             "update refresh_families set ended_at = $1 \
@@ -182,6 +191,14 @@ impl Store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                    }
+                    if let Some(event) = event {
+                        let event = NewEvent {
+                            user_id: id,
+                            username,
+                            ..event.clone()
+                        };
+                        record_event!(tx, &event);
                     }
                     tx.commit().await?;
                     true

@@ -311,6 +311,32 @@ impl TokenIssuer {
         self.keys.sign(to_map(&claims), "at+jwt", now).await
     }
 
+    /// An access token about `user_id` for the first-party client, outside any refresh-token
+    /// family: the bearer of the old service's calls to `QUEST_PROC_SERVICE_URL` (SPEC §7),
+    /// signed when the call is made.
+    pub async fn sign_user_bearer(
+        &self,
+        user_id: Uuid,
+        username: &str,
+        now: OffsetDateTime,
+    ) -> Result<String, KeyError> {
+        let issued_at = now.unix_timestamp();
+        let claims = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: user_id.to_string(),
+            aud: self.settings.audience.clone(),
+            exp: issued_at.saturating_add(seconds(self.settings.access_token_ttl)),
+            iat: issued_at,
+            nbf: issued_at,
+            jti: Uuid::new_v4().to_string(),
+            client_id: self.settings.first_party_client_id.clone(),
+            scope: String::new(),
+            preferred_username: Some(username.to_owned()),
+            family_id: None,
+        };
+        self.keys.sign(to_map(&claims), "at+jwt", now).await
+    }
+
     /// An access token this service still honours: it verifies, its `jti` was not revoked,
     /// its client still exists, its refresh-token family (if any) has not ended, and its user
     /// (if any) exists and is enabled. Checked against the database, so a revocation counts at

@@ -44,7 +44,7 @@ async fn revoke_refresh_token(
     match store.refresh_token_by_hash(&refresh::hash(token)).await? {
         Some(row) if row.client_id == client.id => {
             store
-                .end_refresh_family(row.family_id, now.unix_timestamp())
+                .end_refresh_family(row.family_id, now.unix_timestamp(), None)
                 .await?;
             Ok(true)
         }

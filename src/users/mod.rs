@@ -8,7 +8,8 @@ pub mod username;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::store::{Store, StoreError, UserRow};
+use crate::events::{EventKind, Outbox};
+use crate::store::{NewEvent, Store, StoreError, UserRow};
 use hashing::{HashError, PasswordHasher};
 use password::{Password, PasswordError};
 use username::{Username, UsernameError};
@@ -60,6 +61,13 @@ pub enum UserError {
     Store(#[from] StoreError),
 }
 
+/// A username and password as the client typed them, before any rule is applied.
+#[derive(Debug, Clone, Copy)]
+pub struct UsernamePassword<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
 /// Why an operator's change to an account did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -74,25 +82,38 @@ pub enum AccountError {
 /// tokens at their next check. A later `enable` does not bring those families back.
 pub async fn disable(
     store: &Store,
+    outbox: &Outbox,
     username: &str,
     now: OffsetDateTime,
 ) -> Result<(), AccountError> {
-    set_disabled(store, username, Some(now.unix_timestamp())).await
+    let event = outbox.event(EventKind::UserDisabled, Uuid::nil(), username, None, now);
+    set_disabled(store, username, Some(now.unix_timestamp()), event).await
 }
 
 /// Enables a disabled account: it may sign in again, with new tokens.
-pub async fn enable(store: &Store, username: &str) -> Result<(), AccountError> {
-    set_disabled(store, username, None).await
+pub async fn enable(
+    store: &Store,
+    outbox: &Outbox,
+    username: &str,
+    now: OffsetDateTime,
+) -> Result<(), AccountError> {
+    let event = outbox.event(EventKind::UserEnabled, Uuid::nil(), username, None, now);
+    set_disabled(store, username, None, event).await
 }
 
+/// The store names the event's user: the one it changed.
 async fn set_disabled(
     store: &Store,
     username: &str,
     disabled_at: Option<i64>,
+    event: Option<NewEvent>,
 ) -> Result<(), AccountError> {
     let no_such_user = || AccountError::NoSuchUser(username.to_owned());
     let key = Username::lookup(username).map_err(|_| no_such_user())?;
-    if store.set_user_disabled(key.key(), disabled_at).await? {
+    if store
+        .set_user_disabled(key.key(), disabled_at, event.as_ref())
+        .await?
+    {
         Ok(())
     } else {
         Err(no_such_user())
@@ -103,15 +124,20 @@ async fn set_disabled(
 /// of many concurrent signups of one name, or of names that only look alike, exactly one succeeds.
 /// A signup takes one from its address's hourly budget once its input has passed every rule,
 /// before the hash.
+/// The signup's event (SPEC §7) is stored with the user.
 pub async fn sign_up(
     store: &Store,
     hasher: &PasswordHasher,
     throttle: &throttle::Throttle,
+    outbox: &Outbox,
     address: std::net::IpAddr,
-    raw_username: &str,
-    raw_password: &str,
+    login: UsernamePassword<'_>,
     now: OffsetDateTime,
 ) -> Result<User, UserError> {
+    let UsernamePassword {
+        username: raw_username,
+        password: raw_password,
+    } = login;
     let username = match Username::parse(raw_username) {
         Ok(username) => username,
         Err(rule) => {
@@ -141,7 +167,11 @@ pub async fn sign_up(
         created_at: now.unix_timestamp(),
         disabled_at: None,
     };
-    match store.insert_user(&row, username.key(), &skeleton).await {
+    let event = outbox.event(EventKind::SignedUp, row.id, &row.username, None, now);
+    match store
+        .insert_user(&row, username.key(), &skeleton, event.as_ref())
+        .await
+    {
         Ok(()) => Ok(row.into()),
         Err(StoreError::Conflict) => Err(UserError::UsernameTaken),
         Err(error) => Err(error.into()),

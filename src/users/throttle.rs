@@ -31,7 +31,8 @@ use time::OffsetDateTime;
 
 use super::hashing::{HashError, PasswordHasher};
 use super::username::Username;
-use super::{User, UserError};
+use super::{User, UserError, UsernamePassword};
+use crate::events::{EventKind, Outbox};
 use crate::store::{
     Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, Store, StoreError, StreakRule,
     WindowRule,
@@ -152,6 +153,8 @@ impl fmt::Display for AddressGroup {
 pub struct Origin<'a> {
     pub address: IpAddr,
     pub device: Device<'a>,
+    /// The client signed in to, which the sign-in's event names (SPEC §7).
+    pub client_id: Option<&'a str>,
 }
 
 /// Whether the client keeps cookies, and the device cookie it sent.
@@ -207,15 +210,20 @@ fn unix_ms(now: OffsetDateTime) -> i64 {
 }
 
 /// Checks a username and password (`users::check_password`) under every limit of SPEC §8.
+/// A success stores the sign-in's event (SPEC §7) with the rest of what it records.
 pub async fn authenticate(
     store: &Store,
     hasher: &PasswordHasher,
     throttle: &Throttle,
+    outbox: &Outbox,
     origin: Origin<'_>,
-    raw_username: &str,
-    raw_password: &str,
+    login: UsernamePassword<'_>,
     now: OffsetDateTime,
 ) -> Result<SignedIn, UserError> {
+    let UsernamePassword {
+        username: raw_username,
+        password: raw_password,
+    } = login;
     let unix = now.unix_timestamp();
     let now_ms = unix_ms(now);
     let address = AddressGroup::of(origin.address).to_string();
@@ -348,8 +356,22 @@ pub async fn authenticate(
         (_, Some(source)) => sources.push(source.as_str()),
         _ => {}
     }
+    let event = outbox.event(
+        EventKind::SignedIn,
+        user.id,
+        &user.username,
+        origin.client_id,
+        now,
+    );
     store
-        .record_signin_success(account.key(), streak_source, &windows, &sources, unix)
+        .record_signin_success(
+            account.key(),
+            streak_source,
+            &windows,
+            &sources,
+            unix,
+            event.as_ref(),
+        )
         .await?;
     Ok(SignedIn { user, new_device })
 }

@@ -17,6 +17,7 @@ mod database_outage;
 mod discovery;
 mod enumeration;
 mod errors_and_limits;
+mod events;
 mod fuzz_inputs;
 mod hostile_tokens;
 mod introspection;

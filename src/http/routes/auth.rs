@@ -14,7 +14,7 @@ use crate::http::extract::{AppJson, BearerToken, ClientAddress, DEVICE_COOKIE, D
 use crate::http::state::AppState;
 use crate::tokens::{IdToken, Subject};
 use crate::users::throttle::{self, Origin, TRUSTED_FOR};
-use crate::users::{self, User, UserError};
+use crate::users::{self, User, UserError, UsernamePassword};
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct Credentials {
@@ -83,9 +83,12 @@ pub async fn signup(
         &state.store,
         &state.hasher,
         &state.throttle,
+        &state.outbox,
         address,
-        &credentials.username,
-        &credentials.password,
+        UsernamePassword {
+            username: &credentials.username,
+            password: &credentials.password,
+        },
         now,
     )
     .await?;
@@ -118,14 +121,18 @@ pub async fn signin(
     let origin = Origin {
         address,
         device: device.device(),
+        client_id: Some(&state.first_party.id),
     };
     let signed_in = throttle::authenticate(
         &state.store,
         &state.hasher,
         &state.throttle,
+        &state.outbox,
         origin,
-        &credentials.username,
-        &credentials.password,
+        UsernamePassword {
+            username: &credentials.username,
+            password: &credentials.password,
+        },
         now,
     )
     .await

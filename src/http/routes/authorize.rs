@@ -18,9 +18,9 @@ use crate::http::extract::{ClientAddress, DeviceCookie, field, is_form};
 use crate::http::pages::{self, FORM_COOKIE, SESSION_COOKIE, SigninPage};
 use crate::http::routes::auth::device_cookie;
 use crate::http::state::AppState;
-use crate::users::UserError;
 use crate::users::hashing::HashError;
 use crate::users::throttle::{self, Origin};
+use crate::users::{UserError, UsernamePassword};
 
 /// `GET /authorize`: the request in the query.
 pub async fn authorize_get(
@@ -198,14 +198,15 @@ pub async fn signin(
     let origin = Origin {
         address,
         device: device.device(),
+        client_id: Some(&request.client.id),
     };
     let signed_in = match throttle::authenticate(
         &state.store,
         &state.hasher,
         &state.throttle,
+        &state.outbox,
         origin,
-        username,
-        password,
+        UsernamePassword { username, password },
         now,
     )
     .await

@@ -39,6 +39,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             pool_idle: pool.idle,
             pool_max: pool.max,
             signing_key_age_seconds,
+            event_deliveries: state.store.event_delivery_counts().await.ok(),
         })
         .map_err(|error| ApiError::internal(&error))?;
     Ok((

@@ -114,6 +114,7 @@ pub async fn token(
                 username: form.require("username")?,
                 password: form.require("password")?,
                 scope,
+                outbox: &state.outbox,
             };
             password::exchange(
                 &state.store,
@@ -137,6 +138,7 @@ pub async fn token(
                 refresh_token: form.require("refresh_token")?,
                 scope,
                 reuse_grace: state.refresh_reuse_grace,
+                outbox: &state.outbox,
             };
             refresh_token::exchange(&state.store, &state.tokens, &client, request, now).await?
         }

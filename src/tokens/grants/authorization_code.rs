@@ -47,7 +47,9 @@ pub async fn exchange(
     };
     let now_unix = now.unix_timestamp();
     if code.used_at.is_some() {
-        store.end_refresh_family(code.family_id, now_unix).await?;
+        store
+            .end_refresh_family(code.family_id, now_unix, None)
+            .await?;
         return Err(replayed().into());
     }
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(request.code_verifier.as_bytes()));
@@ -98,7 +100,9 @@ pub async fn exchange(
         }
         // Another request redeemed it between our read and now: a replay all the same.
         Redemption::AlreadyUsed => {
-            store.end_refresh_family(code.family_id, now_unix).await?;
+            store
+                .end_refresh_family(code.family_id, now_unix, None)
+                .await?;
             Err(replayed().into())
         }
     }

@@ -4,10 +4,12 @@ use time::OffsetDateTime;
 
 use super::GrantError;
 use crate::clients::Client;
+use crate::events::Outbox;
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
 use crate::store::Store;
 use crate::tokens::{IdToken, IssuedTokens, Subject, TokenIssuer};
+use crate::users::UsernamePassword;
 use crate::users::hashing::PasswordHasher;
 use crate::users::throttle::{self, Device, Origin, Throttle};
 use std::net::IpAddr;
@@ -18,6 +20,8 @@ pub struct PasswordRequest<'a> {
     pub username: &'a str,
     pub password: &'a str,
     pub scope: Option<Scope>,
+    /// Where the sign-in is told (SPEC §7).
+    pub outbox: &'a Outbox,
 }
 
 pub async fn exchange(
@@ -35,14 +39,18 @@ pub async fn exchange(
     let origin = Origin {
         address: request.address,
         device: Device::NotABrowser,
+        client_id: Some(&client.id),
     };
     let signed_in = throttle::authenticate(
         store,
         hasher,
         throttle,
+        request.outbox,
         origin,
-        request.username,
-        request.password,
+        UsernamePassword {
+            username: request.username,
+            password: request.password,
+        },
         now,
     )
     .await?;

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use super::GrantError;
 use crate::clients::{Client, narrow_scope};
+use crate::events::{EventKind, Outbox};
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
 use crate::oauth::{OAuthError, OAuthErrorKind};
@@ -21,6 +22,8 @@ pub struct RefreshRequest<'a> {
     pub scope: Option<Scope>,
     /// `REFRESH_REUSE_GRACE`; zero turns the grace off.
     pub reuse_grace: Duration,
+    /// Where a detected reuse is told (SPEC §7).
+    pub outbox: &'a Outbox,
 }
 
 fn invalid_grant(description: &str) -> GrantError {
@@ -46,7 +49,7 @@ pub async fn exchange(
         // RFC 6749 §6: a refresh token is bound to its client. Another client holding it means
         // it leaked, so the family ends (SPEC §9); the answer is the same as for an unknown one.
         store
-            .end_refresh_family(presented.family_id, now_seconds)
+            .end_refresh_family(presented.family_id, now_seconds, None)
             .await?;
         tracing::warn!(
             family = %presented.family_id,
@@ -106,16 +109,23 @@ pub async fn exchange(
                 .await?
                 .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
             refuse_ended_or_replaced(&current)?;
+            let reuse_event = request.outbox.event(
+                EventKind::RefreshTokenReused,
+                user.id,
+                &user.username,
+                Some(&client.id),
+                now,
+            );
             if !within_grace(&current, request.reuse_grace, now_seconds) {
                 store
-                    .end_refresh_family(current.family_id, now_seconds)
+                    .end_refresh_family(current.family_id, now_seconds, reuse_event.as_ref())
                     .await?;
                 return Err(reuse_detected(&current, client));
             }
             // A lost response or a second tab: the retry gets a new token in the same family,
             // and the one handed out before it stops working.
             match store
-                .replace_successor(current.id, &next.record, now_seconds)
+                .replace_successor(current.id, &next.record, now_seconds, reuse_event.as_ref())
                 .await?
             {
                 Replacement::Replaced => {}

@@ -10,6 +10,7 @@ mod logs;
 mod oauth;
 mod operator;
 mod process;
+mod receiver;
 mod responses;
 mod tokens;
 mod user_agent;
@@ -24,6 +25,7 @@ pub use oauth::*;
 #[allow(unused_imports)]
 pub use operator::*;
 pub use process::*;
+pub use receiver::*;
 pub use responses::*;
 pub use tokens::*;
 pub use user_agent::*;

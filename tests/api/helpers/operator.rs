@@ -236,7 +236,8 @@ impl TestApp {
 
     /// Disables a user through the library, as `users disable` does, insisting on success.
     pub async fn disable_user(&self, username: &str) {
-        user_auth_service::users::disable(&self.store, username, self.clock.now())
+        let outbox = user_auth_service::events::Outbox::default();
+        user_auth_service::users::disable(&self.store, &outbox, username, self.clock.now())
             .await
             .expect("the user is disabled");
     }
