@@ -25,8 +25,9 @@ use crate::tokens::TokenIssuer;
 
 /// Deliveries a loop claims and sends at once.
 const BATCH: i64 = 32;
-/// How long past one attempt's timeout a claim stays leased: time to record the outcome.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How long past one attempt's timeout a claim stays leased: time to record the outcome. A
+/// replica killed mid-send delays its deliveries by the timeout and this much.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What became of one attempt, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq)]

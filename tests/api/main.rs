@@ -18,6 +18,7 @@ mod discovery;
 mod enumeration;
 mod errors_and_limits;
 mod events;
+mod events_processes;
 mod fuzz_inputs;
 mod hostile_tokens;
 mod introspection;

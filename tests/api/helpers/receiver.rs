@@ -1,5 +1,5 @@
 //! A receiver of events on loopback: records every request it gets, and answers each with the
-//! next status of its script (then 202), after an optional delay.
+//! next status of its script (then its default, 202 unless set), after an optional delay.
 
 use std::sync::Mutex;
 
@@ -17,12 +17,16 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: String,
+    /// What it was answered.
+    pub status: u16,
 }
 
 #[derive(Default)]
 struct Inner {
     received: Mutex<Vec<Received>>,
     script: Mutex<Vec<u16>>,
+    /// The answer once the script is used up; 0 means 202.
+    default_status: Mutex<u16>,
     delay: Mutex<Duration>,
     arrived: Notify,
 }
@@ -68,6 +72,11 @@ impl Receiver {
     /// The statuses of the next answers, in order; 202 once they are used up.
     pub fn answer_with(&self, statuses: &[u16]) {
         *self.inner.script.lock().unwrap() = statuses.to_vec();
+    }
+
+    /// Answer `status` once the script is used up.
+    pub fn answer_by_default(&self, status: u16) {
+        *self.inner.default_status.lock().unwrap() = status;
     }
 
     /// Wait this long before each answer.
@@ -118,23 +127,27 @@ async fn record(State(inner): State<Arc<Inner>>, request: Request) -> AxumStatus
     let body: Bytes = axum::body::to_bytes(body, 1 << 20)
         .await
         .unwrap_or_default();
+    let status = {
+        let mut script = inner.script.lock().unwrap();
+        if script.is_empty() {
+            match *inner.default_status.lock().unwrap() {
+                0 => 202,
+                status => status,
+            }
+        } else {
+            script.remove(0)
+        }
+    };
     inner.received.lock().unwrap().push(Received {
         path: parts.uri.path().to_owned(),
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        status,
     });
     inner.arrived.notify_waiters();
     let delay = *inner.delay.lock().unwrap();
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let status = {
-        let mut script = inner.script.lock().unwrap();
-        if script.is_empty() {
-            202
-        } else {
-            script.remove(0)
-        }
-    };
     AxumStatus::from_u16(status).unwrap_or(AxumStatus::ACCEPTED)
 }
