@@ -403,3 +403,62 @@ async fn wait_for_attempts(app: &TestApp, count: usize, attempts: i64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn events_list_and_events_retry_on_the_command_line() {
+    let receiver = Receiver::start().await;
+    receiver.answer_by_default(500);
+    let clock = MovableClock::stopped();
+    let push = receiver.url("/events");
+    let app = TestApp::builder()
+        .var("EVENT_PUSH_URLS", &push)
+        .var("EVENT_POLL_INTERVAL", "50ms")
+        .var("EVENT_MAX_AGE", "1m")
+        .clock(Arc::clone(&clock))
+        .spawn()
+        .await;
+    let (username, _, _) = app.signup_new_user().await;
+    receiver.wait_for(WAIT, |r| !r.is_empty()).await;
+    clock.advance(Duration::from_secs(61));
+    wait_for_status(&app, "dead", 1).await;
+
+    let dead = app.cli_json(&["events", "list", "--status", "dead"]).await;
+    let dead = dead.as_array().expect("a list");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "signup");
+    assert_eq!(dead[0]["username"], username.as_str());
+    assert_eq!(dead[0]["destination"], format!("push {push}"));
+    assert_eq!(dead[0]["last_error"], "answered 500");
+    assert!(
+        app.cli_json(&["events", "list", "--status", "delivered"])
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let id = dead[0]["id"].as_str().unwrap().to_owned();
+
+    receiver.answer_by_default(202);
+    let retried = app.cli_json(&["events", "retry", &id]).await;
+    assert_eq!(retried, json!({"retried": 1}));
+    let delivered = wait_for_status(&app, "delivered", 1).await;
+    assert_eq!(delivered[0].event_id.to_string(), id);
+
+    // Nothing left to retry, an unknown event, a malformed id, both or neither of id and --dead.
+    for args in [
+        vec!["events", "retry", id.as_str()],
+        vec!["events", "retry", "00000000-0000-4000-8000-000000000000"],
+        vec!["events", "retry", "not-an-id"],
+        vec!["events", "retry", id.as_str(), "--dead"],
+        vec!["events", "retry"],
+        vec!["events", "list", "--status", "lost"],
+    ] {
+        let output = app.cli(&args).await;
+        assert!(!output.status.success(), "{args:?} fails");
+        assert!(!output.stderr.is_empty(), "{args:?} says why on stderr");
+    }
+    assert_eq!(
+        app.cli_json(&["events", "retry", "--dead"]).await,
+        json!({"retried": 0})
+    );
+}
