@@ -197,7 +197,8 @@ impl TokenIssuer {
         let access_token = self
             .sign_access_token(
                 &user.id.to_string(),
-                Some((&user.username, family_id)),
+                Some(&user.username),
+                Some(family_id),
                 client_id,
                 scope,
                 now,
@@ -250,7 +251,7 @@ impl TokenIssuer {
         now: OffsetDateTime,
     ) -> Result<IssuedTokens, IssueError> {
         let access_token = self
-            .sign_access_token(client_id, None, client_id, scope, now)
+            .sign_access_token(client_id, None, None, client_id, scope, now)
             .await?;
         Ok(IssuedTokens {
             access_token,
@@ -289,7 +290,8 @@ impl TokenIssuer {
     async fn sign_access_token(
         &self,
         subject: &str,
-        user: Option<(&str, Uuid)>,
+        username: Option<&str>,
+        family_id: Option<Uuid>,
         client_id: &str,
         scope: &Scope,
         now: OffsetDateTime,
@@ -305,8 +307,8 @@ impl TokenIssuer {
             jti: Uuid::new_v4().to_string(),
             client_id: client_id.to_owned(),
             scope: scope.to_string(),
-            preferred_username: user.map(|(username, _)| username.to_owned()),
-            family_id: user.map(|(_, family_id)| family_id.to_string()),
+            preferred_username: username.map(str::to_owned),
+            family_id: family_id.map(|family_id| family_id.to_string()),
         };
         self.keys.sign(to_map(&claims), "at+jwt", now).await
     }
@@ -320,21 +322,16 @@ impl TokenIssuer {
         username: &str,
         now: OffsetDateTime,
     ) -> Result<String, KeyError> {
-        let issued_at = now.unix_timestamp();
-        let claims = AccessClaims {
-            iss: self.settings.issuer.clone(),
-            sub: user_id.to_string(),
-            aud: self.settings.audience.clone(),
-            exp: issued_at.saturating_add(seconds(self.settings.access_token_ttl)),
-            iat: issued_at,
-            nbf: issued_at,
-            jti: Uuid::new_v4().to_string(),
-            client_id: self.settings.first_party_client_id.clone(),
-            scope: String::new(),
-            preferred_username: Some(username.to_owned()),
-            family_id: None,
-        };
-        self.keys.sign(to_map(&claims), "at+jwt", now).await
+        let client_id = &self.settings.first_party_client_id;
+        self.sign_access_token(
+            &user_id.to_string(),
+            Some(username),
+            None,
+            client_id,
+            &Scope::default(),
+            now,
+        )
+        .await
     }
 
     /// An access token this service still honours: it verifies, its `jti` was not revoked,

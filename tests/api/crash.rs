@@ -1,7 +1,6 @@
 //! A replica killed with SIGKILL in the middle of a signup flood loses no signup it answered
 //! with 201: an answer is sent only after the commit.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,16 +8,11 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    ServerProcess, TestConnection, TestDatabase, binary_command, free_port, random_kek,
-    strong_password, unique_username,
+    ServerProcess, TestConnection, TestDatabase, random_kek, strong_password, unique_username,
 };
 
 async fn start(dir: &std::path::Path, database: &TestDatabase, kek: &str) -> ServerProcess {
-    let port = free_port();
-    let port_text = port.to_string();
     let vars = [
-        ("HOST", "127.0.0.1"),
-        ("PORT", port_text.as_str()),
         ("DATABASE_URL", database.url.as_str()),
         ("KEY_ENCRYPTION_KEY", kek),
         ("ARGON2_MEMORY_KIB", "1024"),
@@ -28,18 +22,7 @@ async fn start(dir: &std::path::Path, database: &TestDatabase, kek: &str) -> Ser
         ("SIGNUPS_PER_ADDRESS", "1000000"),
         ("PASSWORD_ATTEMPTS_PER_ADDRESS", "1000"),
     ];
-    let child = binary_command(dir, &vars, &["serve"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let mut server = ServerProcess {
-        child: Some(child),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    server.wait_ready().await;
-    server
+    ServerProcess::serve_quietly(dir, &vars).await
 }
 
 async fn users_in_database(url: &str) -> i64 {

@@ -34,6 +34,17 @@ async fn app_with_receivers(
     builder.spawn().await
 }
 
+/// An app whose events die after a minute of `clock` without delivery.
+async fn app_with_max_age_of_a_minute(push: &str, clock: &Arc<MovableClock>) -> TestApp {
+    TestApp::builder()
+        .var("EVENT_PUSH_URLS", push)
+        .var("EVENT_POLL_INTERVAL", "50ms")
+        .var("EVENT_MAX_AGE", "1m")
+        .clock(Arc::clone(clock))
+        .spawn()
+        .await
+}
+
 /// The outbox `users disable` and `users enable` build from the same configuration.
 fn operator_outbox(push: &str) -> Outbox {
     Outbox::new(&EventSettings {
@@ -294,13 +305,7 @@ async fn an_event_undelivered_past_its_max_age_is_dead_until_an_operator_retries
     receiver.answer_with(&[500; 50]);
     let clock = MovableClock::stopped();
     let push = receiver.url("/events");
-    let app = TestApp::builder()
-        .var("EVENT_PUSH_URLS", &push)
-        .var("EVENT_POLL_INTERVAL", "50ms")
-        .var("EVENT_MAX_AGE", "1m")
-        .clock(Arc::clone(&clock))
-        .spawn()
-        .await;
+    let app = app_with_max_age_of_a_minute(&push, &clock).await;
     app.signup_new_user().await;
     receiver.wait_for(WAIT, |r| !r.is_empty()).await;
     clock.advance(Duration::from_secs(61));
@@ -410,13 +415,7 @@ async fn events_list_and_events_retry_on_the_command_line() {
     receiver.answer_by_default(500);
     let clock = MovableClock::stopped();
     let push = receiver.url("/events");
-    let app = TestApp::builder()
-        .var("EVENT_PUSH_URLS", &push)
-        .var("EVENT_POLL_INTERVAL", "50ms")
-        .var("EVENT_MAX_AGE", "1m")
-        .clock(Arc::clone(&clock))
-        .spawn()
-        .await;
+    let app = app_with_max_age_of_a_minute(&push, &clock).await;
     let (username, _, _) = app.signup_new_user().await;
     receiver.wait_for(WAIT, |r| !r.is_empty()).await;
     clock.advance(Duration::from_secs(61));

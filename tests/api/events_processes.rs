@@ -3,15 +3,14 @@
 //! binary, a real receiver on loopback; on SQLite and, in the PostgreSQL pass, on PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::helpers::{
-    Received, Receiver, ServerProcess, TestDatabase, binary_command, free_port, jwt_parts,
-    random_kek, strong_password, unique_username,
+    Received, Receiver, ServerProcess, TestDatabase, jwt_parts, random_kek, strong_password,
+    unique_username,
 };
 
 async fn start(
@@ -20,10 +19,7 @@ async fn start(
     kek: &str,
     push: &str,
 ) -> ServerProcess {
-    let port = free_port().to_string();
     let vars = [
-        ("HOST", "127.0.0.1"),
-        ("PORT", port.as_str()),
         ("DATABASE_URL", database.url.as_str()),
         ("KEY_ENCRYPTION_KEY", kek),
         ("ARGON2_MEMORY_KIB", "1024"),
@@ -34,18 +30,7 @@ async fn start(
         ("EVENT_TIMEOUT", "2s"),
         ("EVENT_RETRY_MAX_DELAY", "2s"),
     ];
-    let child = binary_command(dir, &vars, &["serve"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let mut server = ServerProcess {
-        child: Some(child),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    server.wait_ready().await;
-    server
+    ServerProcess::serve_quietly(dir, &vars).await
 }
 
 /// Signs up `count` new users, 8 at a time, spread over `bases`; answers their usernames, each
@@ -163,10 +148,10 @@ async fn two_replicas_on_one_database_send_each_event_once() {
     let kek = random_kek();
     let first = start(dir.path(), &database, &kek, &push).await;
     let second = start(dir.path(), &database, &kek, &push).await;
-    let answered = sign_up(&[first.base.clone(), second.base.clone()], 200).await;
+    let answered = sign_up(&[first.base.clone(), second.base.clone()], 100).await;
     let received = receiver
         .wait_for(Duration::from_secs(60), |received| {
-            accepted_signups(received).len() >= 200
+            accepted_signups(received).len() >= 100
         })
         .await;
     // Time for a duplicate to show up, were one on its way.

@@ -15,8 +15,8 @@ use serde_json::Value;
 use user_auth_service::clock::Clock as _;
 
 use crate::helpers::{
-    MovableClock, ServerProcess, TestApp, TestDatabase, binary_command, free_port, jwt_parts,
-    random_kek, try_verify_with_jwks,
+    MovableClock, ServerProcess, TestApp, TestDatabase, binary_command, jwt_parts, random_kek,
+    try_verify_with_jwks,
 };
 
 /// Fast settings: a key signs for 4 s, is published 2 s ahead, verifiers cache the JWKS 1 s.
@@ -134,22 +134,8 @@ async fn for_minutes_of_rotations_no_token_carries_a_kid_a_cached_jwks_lacks_and
 }
 
 async fn start_replica(dir: &Path, vars: &[(&str, String)]) -> ServerProcess {
-    let port = free_port();
-    let port_text = port.to_string();
-    let mut pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    pairs.push(("PORT", &port_text));
-    let child = binary_command(dir, &pairs, &["serve"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start a replica");
-    let mut replica = ServerProcess {
-        child: Some(child),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    replica.wait_ready().await;
-    replica
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    ServerProcess::serve_quietly(dir, &pairs).await
 }
 
 fn command(dir: &Path, vars: &[(&str, String)], args: &[&str]) -> Command {

@@ -41,6 +41,26 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// `serve` from the real binary in `dir` with `vars`, on 127.0.0.1 and a free port, its
+    /// output discarded; answers once it is ready.
+    pub async fn serve_quietly(dir: &std::path::Path, vars: &[(&str, &str)]) -> ServerProcess {
+        let port = free_port().to_string();
+        let mut all = vec![("HOST", "127.0.0.1"), ("PORT", port.as_str())];
+        all.extend_from_slice(vars);
+        let child = binary_command(dir, &all, &["serve"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let mut server = ServerProcess {
+            child: Some(child),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        server.wait_ready().await;
+        server
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("a running child").id()
     }
