@@ -19,7 +19,8 @@ mod set;
 use push::Push;
 
 use crate::clock::Clock;
-use crate::events::{Destination, EventKind, EventSettings, retry_delay, unix_ms};
+use crate::clock::unix_ms;
+use crate::events::{Destination, EventKind, EventSettings, retry_delay};
 use crate::store::{ClaimedDelivery, Store};
 use crate::tokens::TokenIssuer;
 

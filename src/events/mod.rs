@@ -9,6 +9,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::clock::unix_ms;
 use crate::store::{EventDeliveryRow, NewEvent, Store, StoreError};
 
 /// What happened.
@@ -220,10 +221,6 @@ pub async fn purge(
     let cutoff =
         unix_ms(now).saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
     store.purge_delivered_events(cutoff).await
-}
-
-pub fn unix_ms(now: OffsetDateTime) -> i64 {
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// The wait before retry number `attempt` (1 for the first retry): 1 s doubled for each

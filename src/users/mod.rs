@@ -123,8 +123,7 @@ async fn set_disabled(
 /// Creates a user. The unique constraints on the username key and on its skeleton decide races:
 /// of many concurrent signups of one name, or of names that only look alike, exactly one succeeds.
 /// A signup takes one from its address's hourly budget once its input has passed every rule,
-/// before the hash.
-/// The signup's event (SPEC §7) is stored with the user.
+/// before the hash. The signup's event (SPEC §7) is stored with the user.
 pub async fn sign_up(
     store: &Store,
     hasher: &PasswordHasher,

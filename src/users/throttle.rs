@@ -32,6 +32,7 @@ use time::OffsetDateTime;
 use super::hashing::{HashError, PasswordHasher};
 use super::username::Username;
 use super::{User, UserError, UsernamePassword};
+use crate::clock::unix_ms;
 use crate::events::{EventKind, Outbox};
 use crate::store::{
     Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, Store, StoreError, StreakRule,
@@ -203,10 +204,6 @@ fn seconds_from_ms(ms: i64) -> Duration {
 
 fn seconds(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn unix_ms(now: OffsetDateTime) -> i64 {
-    i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 /// Checks a username and password (`users::check_password`) under every limit of SPEC §8.
