@@ -9,7 +9,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{BrowserError, BrowserSettings, hash_secret, is_secret_shaped, new_secret, seconds};
-use crate::store::{BrowserSessionRow, Store, StoreError};
+use crate::store::{BrowserSessionRow, SigninSuccess, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct BrowserSession {
@@ -50,6 +50,7 @@ pub async fn start(
     store: &Store,
     settings: &BrowserSettings,
     user_id: Uuid,
+    signin: Option<&SigninSuccess>,
     now: OffsetDateTime,
 ) -> Result<StartedSession, BrowserError> {
     let secret = new_secret()?;
@@ -61,7 +62,7 @@ pub async fn start(
         expires_at: now.saturating_add(seconds(settings.session_ttl)),
     };
     store
-        .insert_browser_session(&hash_secret(&secret), &row, now)
+        .insert_browser_session(&hash_secret(&secret), &row, now, signin)
         .await?;
     Ok(StartedSession {
         secret,

@@ -5,7 +5,10 @@
 use uuid::Uuid;
 
 use super::refresh_tokens::{insert_refresh_family, insert_refresh_token};
-use super::{NewRefreshToken, Store, StoreError, on_pool, on_pool_writing};
+use super::{
+    NewRefreshToken, SigninSuccess, Store, StoreError, on_pool, on_pool_writing,
+    record_signin_success,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct BrowserSessionRow {
@@ -62,8 +65,10 @@ impl Store {
         id_hash: &[u8; 32],
         session: &BrowserSessionRow,
         created_at: i64,
+        signin: Option<&SigninSuccess>,
     ) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "insert into browser_sessions (id_hash, sid, user_id, auth_time, created_at, \
                  expires_at) values ($1, $2, $3, $4, $5, $6)",
@@ -74,8 +79,12 @@ impl Store {
             .bind(session.auth_time)
             .bind(created_at)
             .bind(session.expires_at)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            if let Some(signin) = signin {
+                record_signin_success!(tx, signin);
+            }
+            tx.commit().await?;
         });
         Ok(())
     }

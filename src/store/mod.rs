@@ -30,8 +30,10 @@ pub use refresh_tokens::{
     AccessTokenStanding, NewRefreshToken, RefreshGrantRow, RefreshTokenRow, Replacement, Rotation,
     TokenRetention, TokensPurged,
 };
+pub(crate) use throttle::record_signin_success;
 pub use throttle::{
-    Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, StreakRule, WindowRule,
+    Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, SigninSuccess, StreakRule,
+    WindowRule,
 };
 pub use users::{UnskeletonedUser, UserRow};
 

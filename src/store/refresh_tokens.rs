@@ -6,7 +6,10 @@
 
 use uuid::Uuid;
 
-use super::{NewEvent, Store, StoreError, on_pool, on_pool_writing, record_event};
+use super::{
+    NewEvent, SigninSuccess, Store, StoreError, on_pool, on_pool_writing, record_event,
+    record_signin_success,
+};
 
 /// A refresh token to store; only the SHA-256 of the token is ever kept.
 #[derive(Debug, Clone)]
@@ -181,12 +184,20 @@ macro_rules! claim_live_family {
 }
 
 impl Store {
-    /// Starts a family with its first refresh token, in one transaction.
-    pub async fn start_refresh_family(&self, first: &NewRefreshToken) -> Result<(), StoreError> {
+    /// Starts a family with its first refresh token, and records the sign-in that asked for it
+    /// (if any), in one transaction.
+    pub async fn start_refresh_family(
+        &self,
+        first: &NewRefreshToken,
+        signin: Option<&SigninSuccess>,
+    ) -> Result<(), StoreError> {
         on_pool_writing!(self, pool => {
             let mut tx = pool.begin().await?;
             insert_refresh_family!(first).execute(&mut *tx).await?;
             insert_refresh_token!(first).execute(&mut *tx).await?;
+            if let Some(signin) = signin {
+                record_signin_success!(tx, signin);
+            }
             tx.commit().await?;
         });
         Ok(())

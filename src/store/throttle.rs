@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::{NewEvent, Store, StoreError, UserRow, on_pool, on_pool_writing, record_event};
+use super::{NewEvent, Store, StoreError, UserRow, on_pool, on_pool_writing};
 
 /// What a sign-in needs to know of an account before it counts the attempt.
 #[derive(Debug, Default)]
@@ -98,6 +98,57 @@ pub enum RefusedBy {
     /// The failure window at this index of `SigninAttempt::windows`.
     Window(usize),
 }
+
+/// What a successful sign-in records, in the transaction that completes it (the refresh family
+/// it starts, or the browser session): its streak from this address ends, its attempt no longer
+/// counts as a failure in `windows`, `sources` become (or stay) trusted for the account, and
+/// its event is stored.
+#[derive(Debug, Clone)]
+pub struct SigninSuccess {
+    pub username_key: String,
+    pub streak_source: String,
+    pub windows: Vec<String>,
+    pub sources: Vec<String>,
+    pub now: i64,
+    pub event: Option<NewEvent>,
+}
+
+/// Writes `$success` (a `&SigninSuccess`) on `$tx`, an open transaction of either backend.
+macro_rules! record_signin_success {
+    ($tx:expr, $success:expr) => {{
+        let success: &$crate::store::SigninSuccess = $success;
+        sqlx::query("delete from signin_streaks where username_key = $1 and address = $2")
+            .bind(&success.username_key)
+            .bind(&success.streak_source)
+            .execute(&mut *$tx)
+            .await?;
+        for key in &success.windows {
+            sqlx::query(
+                "update failure_windows set failures = failures - 1 \
+                 where key = $1 and failures > 0",
+            )
+            .bind(key)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        for source in &success.sources {
+            sqlx::query(
+                "insert into trusted_signin_sources (username_key, source, last_success_at) \
+                 values ($1, $2, $3) \
+                 on conflict (username_key, source) do update set last_success_at = $3",
+            )
+            .bind(&success.username_key)
+            .bind(source)
+            .bind(success.now)
+            .execute(&mut *$tx)
+            .await?;
+        }
+        if let Some(event) = &success.event {
+            $crate::store::record_event!($tx, event);
+        }
+    }};
+}
+pub(crate) use record_signin_success;
 
 /// Generic cell rate algorithm (as in redis-cell): a request is allowed when the theoretical
 /// arrival time is at most `tolerance` ahead of now, and pushes it one interval further.
@@ -271,50 +322,6 @@ impl Store {
                 }
             }
         }))
-    }
-
-    /// A sign-in succeeded: its streak from this address ends, its attempt no longer counts as a
-    /// failure in `windows`, and `sources` become (or stay) trusted for the account.
-    pub async fn record_signin_success(
-        &self,
-        username_key: &str,
-        address: &str,
-        windows: &[&str],
-        sources: &[&str],
-        now: i64,
-        event: Option<&NewEvent>,
-    ) -> Result<(), StoreError> {
-        on_pool_writing!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query("delete from signin_streaks where username_key = $1 and address = $2")
-                .bind(username_key)
-                .bind(address)
-                .execute(&mut *tx)
-                .await?;
-            for key in windows {
-                sqlx::query(UNCOUNT_IN_WINDOW)
-                    .bind(*key)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for source in sources {
-                sqlx::query(
-                    "insert into trusted_signin_sources (username_key, source, last_success_at) \
-                     values ($1, $2, $3) \
-                     on conflict (username_key, source) do update set last_success_at = $3",
-                )
-                .bind(username_key)
-                .bind(*source)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            if let Some(event) = event {
-                record_event!(tx, event);
-            }
-            tx.commit().await?;
-        });
-        Ok(())
     }
 
     /// An attempt counted by `count_signin_attempt` was never checked (the hasher was busy): it

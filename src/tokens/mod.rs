@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::keys::{KeyError, KeyRing};
 use crate::oauth::{CLOCK_LEEWAY_SECONDS, Scope};
-use crate::store::{NewRefreshToken, Store, StoreError};
+use crate::store::{NewRefreshToken, SigninSuccess, Store, StoreError};
 use crate::users::User;
 use claims::{AccessClaims, IdClaims, to_map};
 
@@ -146,6 +146,8 @@ pub struct Subject<'a> {
     pub sid: Option<&'a str>,
     /// The authorization request's `nonce`, repeated in the ID token (OIDC Core §3.1.3.6).
     pub nonce: Option<&'a str>,
+    /// The password sign-in these tokens complete: recorded with the new refresh family.
+    pub signin: Option<&'a SigninSuccess>,
 }
 
 impl TokenIssuer {
@@ -175,7 +177,9 @@ impl TokenIssuer {
         let (mut issued, refresh) = self
             .sign_for_user(&subject, client_id, scope, id_token, Uuid::new_v4(), now)
             .await?;
-        store.start_refresh_family(&refresh.record).await?;
+        store
+            .start_refresh_family(&refresh.record, subject.signin)
+            .await?;
         issued.refresh_token = Some(refresh.token.to_string());
         Ok(issued)
     }

@@ -34,6 +34,7 @@ use super::username::Username;
 use super::{User, UserError, UsernamePassword};
 use crate::clock::unix_ms;
 use crate::events::{EventKind, Outbox};
+pub use crate::store::SigninSuccess;
 use crate::store::{
     Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, Store, StoreError, StreakRule,
     WindowRule,
@@ -182,6 +183,10 @@ pub struct SignedIn {
     pub user: User,
     /// A device cookie value to hand to a browser that had none (see `Origin::device`).
     pub new_device: Option<String>,
+    /// What the sign-in records, with its event: the caller stores it in the transaction that
+    /// completes the sign-in (`Subject::signin` for tokens, `session::start` for a browser), so
+    /// that a sign-in answered with an error leaves no event and still counts as a failure.
+    pub success: Option<SigninSuccess>,
 }
 
 /// The sources a device cookie and an address are stored as.
@@ -207,7 +212,7 @@ fn seconds(duration: Duration) -> i64 {
 }
 
 /// Checks a username and password (`users::check_password`) under every limit of SPEC §8.
-/// A success stores the sign-in's event (SPEC §7) with the rest of what it records.
+/// A success answers what to record with the sign-in's event (SPEC §7), `SignedIn::success`.
 pub async fn authenticate(
     store: &Store,
     hasher: &PasswordHasher,
@@ -335,6 +340,7 @@ pub async fn authenticate(
         return Ok(SignedIn {
             user,
             new_device: None,
+            success: None,
         });
     };
     let renew_before = unix.saturating_sub(seconds(TRUST_RENEWED_AFTER));
@@ -346,11 +352,11 @@ pub async fn authenticate(
     let new_device_source = new_device.as_deref().map(device_source);
     let mut sources = Vec::with_capacity(2);
     if stale(address_trusted_at) {
-        sources.push(address.as_str());
+        sources.push(address.clone());
     }
-    match (&device, &new_device_source) {
-        (Some(source), _) if stale(device_trusted_at) => sources.push(source.as_str()),
-        (_, Some(source)) => sources.push(source.as_str()),
+    match (&device, new_device_source) {
+        (Some(source), _) if stale(device_trusted_at) => sources.push(source.clone()),
+        (_, Some(source)) => sources.push(source),
         _ => {}
     }
     let event = outbox.event(
@@ -360,17 +366,19 @@ pub async fn authenticate(
         origin.client_id,
         now,
     );
-    store
-        .record_signin_success(
-            account.key(),
-            streak_source,
-            &windows,
-            &sources,
-            unix,
-            event.as_ref(),
-        )
-        .await?;
-    Ok(SignedIn { user, new_device })
+    let success = SigninSuccess {
+        username_key: account.key().to_owned(),
+        streak_source: streak_source.to_owned(),
+        windows: windows.iter().map(|key| (*key).to_owned()).collect(),
+        sources,
+        now: unix,
+        event,
+    };
+    Ok(SignedIn {
+        user,
+        new_device,
+        success: Some(success),
+    })
 }
 
 /// Takes one signup from the address's hourly budget (`SIGNUPS_PER_ADDRESS`), before any hashing.

@@ -13,7 +13,7 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::http::extract::{AppJson, BearerToken, ClientAddress, DEVICE_COOKIE, DeviceCookie};
 use crate::http::state::AppState;
 use crate::tokens::{IdToken, Subject};
-use crate::users::throttle::{self, Origin, TRUSTED_FOR};
+use crate::users::throttle::{self, Origin, SigninSuccess, TRUSTED_FOR};
 use crate::users::{self, User, UserError, UsernamePassword};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -92,7 +92,7 @@ pub async fn signup(
         now,
     )
     .await?;
-    let session = start_session(&state, &user, now).await?;
+    let session = start_session(&state, &user, None, now).await?;
     state.metrics.token_issued("signup");
     Ok((StatusCode::CREATED, Json(session)))
 }
@@ -141,7 +141,7 @@ pub async fn signin(
             state.metrics.signin_failed("signin");
         }
     })?;
-    let session = start_session(&state, &signed_in.user, now).await?;
+    let session = start_session(&state, &signed_in.user, signed_in.success.as_ref(), now).await?;
     state.metrics.token_issued("signin");
     let cookie = signed_in
         .new_device
@@ -164,9 +164,11 @@ pub(crate) fn device_cookie(value: &str, secure: bool) -> Option<HeaderValue> {
 }
 
 /// Tokens for the first-party client, with all its scopes.
+/// `signin`, the password sign-in these tokens complete, is recorded with them.
 async fn start_session(
     state: &AppState,
     user: &User,
+    signin: Option<&SigninSuccess>,
     now: OffsetDateTime,
 ) -> Result<SessionResponse, ApiError> {
     let client = &state.first_party;
@@ -179,6 +181,7 @@ async fn start_session(
                 auth_time: now.unix_timestamp(),
                 sid: None,
                 nonce: None,
+                signin,
             },
             &client.id,
             &client.scopes,

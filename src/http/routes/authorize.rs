@@ -248,7 +248,15 @@ pub async fn signin(
     {
         return pages::store_failure(&error);
     }
-    let started = match session::start(&state.store, &state.browser, signed_in.user.id, now).await {
+    let started = match session::start(
+        &state.store,
+        &state.browser,
+        signed_in.user.id,
+        signed_in.success.as_ref(),
+        now,
+    )
+    .await
+    {
         Ok(started) => started,
         Err(error) => return browser_failure(&error),
     };

@@ -79,6 +79,7 @@ pub async fn exchange(
         auth_time: code.auth_time,
         sid: Some(&code.sid),
         nonce: code.nonce.as_deref(),
+        signin: None,
     };
     let (mut issued, refresh) = issuer
         .sign_for_user(

@@ -59,6 +59,7 @@ pub async fn exchange(
         auth_time: now.unix_timestamp(),
         sid: None,
         nonce: None,
+        signin: signed_in.success.as_ref(),
     };
     Ok(issuer
         .issue_for_user(

@@ -79,6 +79,7 @@ pub async fn exchange(
         auth_time: presented.auth_time,
         sid: None,
         nonce: None,
+        signin: None,
     };
     let (mut issued, mut next) = issuer
         .sign_for_user(
