@@ -122,14 +122,15 @@ macro_rules! record_signin_success {
             .bind(&success.streak_source)
             .execute(&mut *$tx)
             .await?;
-        for key in &success.windows {
-            sqlx::query(
-                "update failure_windows set failures = failures - 1 \
-                 where key = $1 and failures > 0",
-            )
-            .bind(key)
-            .execute(&mut *$tx)
-            .await?;
+        // Two windows a statement (an account's and an address's).
+        for pair in success.windows.chunks(2) {
+            if let [first, rest @ ..] = pair {
+                sqlx::query($crate::store::throttle::UNCOUNT_IN_TWO_WINDOWS)
+                    .bind(first)
+                    .bind(rest.first().unwrap_or(first))
+                    .execute(&mut *$tx)
+                    .await?;
+            }
         }
         for source in &success.sources {
             sqlx::query(
@@ -192,6 +193,10 @@ const COUNT_IN_WINDOW: &str = "insert into failure_windows (key, window_start, f
 /// Takes back one failure counted in a window (the attempt succeeded, or was never checked).
 const UNCOUNT_IN_WINDOW: &str =
     "update failure_windows set failures = failures - 1 where key = $1 and failures > 0";
+
+/// `UNCOUNT_IN_WINDOW` for the windows `$1` and `$2` (the same key twice takes back one).
+pub(crate) const UNCOUNT_IN_TWO_WINDOWS: &str = "update failure_windows \
+     set failures = failures - 1 where key in ($1, $2) and failures > 0";
 
 /// How many rows one maintenance statement deletes at most, so it never holds a long lock.
 const PURGE_BATCH: i64 = 1_000;
