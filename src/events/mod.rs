@@ -139,6 +139,11 @@ impl Outbox {
         }
     }
 
+    /// Whether any destination is configured (else nothing is ever stored).
+    pub fn is_on(&self) -> bool {
+        !self.destinations.is_empty()
+    }
+
     /// The event of `kind` about a user, or `None` when no destination receives it.
     pub fn event(
         &self,

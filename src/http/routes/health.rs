@@ -39,7 +39,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
             pool_idle: pool.idle,
             pool_max: pool.max,
             signing_key_age_seconds,
-            event_deliveries: state.store.event_delivery_counts().await.ok(),
+            event_deliveries: event_delivery_counts(&state).await,
         })
         .map_err(|error| ApiError::internal(&error))?;
     Ok((
@@ -50,6 +50,21 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         text,
     )
         .into_response())
+}
+
+/// The undelivered events, when events are on and the database answers within a second: a
+/// scrape during a database outage must still answer, with the other metrics.
+async fn event_delivery_counts(state: &AppState) -> Option<crate::store::DeliveryCounts> {
+    if !state.outbox.is_on() {
+        return None;
+    }
+    tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        state.store.event_delivery_counts(),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
