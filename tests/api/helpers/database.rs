@@ -191,8 +191,14 @@ async fn sqlite_template(kek: &str, signing: bool) -> Vec<u8> {
             .await
             .expect("the template's first key");
     }
-    // Closing the last connection checkpoints the write-ahead log into the file.
+    // Closing the last connection checkpoints the write-ahead log into the file. The pool's
+    // connections close on their own threads, which `close` does not always wait for: a
+    // checkpoint of our own makes sure the file holds everything before it is copied.
     store.close().await;
+    TestConnection::open(&url)
+        .await
+        .execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        .await;
     let wal = dir.path().join("auth.db-wal");
     assert!(
         std::fs::metadata(&wal).map_or(true, |wal| wal.len() == 0),
