@@ -9,8 +9,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    BINARY, ServerProcess, TestApp, TestDatabase, binary_command, free_port, random_kek,
-    strong_password, unique_username,
+    BINARY, ServerProcess, TestApp, TestDatabase, free_port, random_kek, strong_password,
+    unique_username,
 };
 
 /// Sample value of `name` with all of `labels`, from a parsed scrape; 0 when absent.
@@ -311,23 +311,7 @@ async fn an_invented_method_is_counted_as_other_not_as_a_new_series() {
 
 /// The real binary serving on a free port, its output in `log`, once ready.
 async fn start_server(dir: &Path, vars: &[(&str, &str)], log: &Path) -> ServerProcess {
-    let port = free_port();
-    let port_text = port.to_string();
-    let mut pairs = vec![("HOST", "127.0.0.1"), ("PORT", port_text.as_str())];
-    pairs.extend_from_slice(vars);
-    let log = std::fs::File::create(log).unwrap();
-    let child = binary_command(dir, &pairs, &[])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start the server");
-    let mut server = ServerProcess {
-        child: Some(child),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    server.wait_ready().await;
-    server
+    ServerProcess::serve(dir, vars, Some(log)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

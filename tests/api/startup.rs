@@ -49,10 +49,7 @@ async fn run(dir: &Path, vars: &[(&str, &str)], args: &[&str]) -> Output {
 
 /// Starts `serve` in `dir`, waits until it is ready and stops it; answers its log.
 async fn start_up_log(dir: &Path, vars: &[(&str, &str)]) -> String {
-    let port = free_port().to_string();
     let mut all = vec![
-        ("HOST", "127.0.0.1"),
-        ("PORT", port.as_str()),
         ("MANAGEMENT_PORT", "0"),
         ("LOG_FORMAT", "text"),
         ("ARGON2_MEMORY_KIB", "1024"),
@@ -61,18 +58,7 @@ async fn start_up_log(dir: &Path, vars: &[(&str, &str)]) -> String {
     all.extend_from_slice(vars);
     let logs = tempfile::tempdir().unwrap();
     let log_path = logs.path().join("serve.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = binary_command(dir, &all, &["serve"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut server = ServerProcess {
-        child: Some(child),
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    server.wait_ready().await;
+    let server = ServerProcess::serve(dir, &all, Some(&log_path)).await;
     drop(server);
     std::fs::read_to_string(&log_path).unwrap()
 }

@@ -44,13 +44,31 @@ impl ServerProcess {
     /// `serve` from the real binary in `dir` with `vars`, on 127.0.0.1 and a free port, its
     /// output discarded; answers once it is ready.
     pub async fn serve_quietly(dir: &std::path::Path, vars: &[(&str, &str)]) -> ServerProcess {
+        ServerProcess::serve(dir, vars, None).await
+    }
+
+    /// `serve_quietly`, with the output (stdout and stderr) written to `log` when given.
+    pub async fn serve(
+        dir: &std::path::Path,
+        vars: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> ServerProcess {
+        use std::process::Stdio;
         let port = free_port().to_string();
         let mut all = vec![("HOST", "127.0.0.1"), ("PORT", port.as_str())];
         all.extend_from_slice(vars);
+        let (stdout, stderr) = match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("create the log");
+                let copy = file.try_clone().expect("share the log");
+                (Stdio::from(file), Stdio::from(copy))
+            }
+            None => (Stdio::null(), Stdio::null()),
+        };
         let child = binary_command(dir, &all, &["serve"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("start the server");
         let mut server = ServerProcess {
