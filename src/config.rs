@@ -672,6 +672,51 @@ mod tests {
     }
 
     #[test]
+    fn event_variables_default_to_no_destination_and_bad_urls_name_their_variable() {
+        let config = load(&[]).unwrap();
+        let events = config.event_settings();
+        assert!(events.destinations().is_empty());
+        assert_eq!(events.timeout, Duration::from_secs(5));
+        assert_eq!(events.retry_max_delay, Duration::from_secs(600));
+        assert_eq!(events.max_age, Duration::from_secs(3 * 86_400));
+        assert_eq!(events.poll_interval, Duration::from_secs(1));
+
+        let config = load(&[
+            (
+                "EVENT_PUSH_URLS",
+                "https://a.example/events?tenant=1, http://127.0.0.1:9/x",
+            ),
+            ("QUEST_PROC_SERVICE_URL", "http://quest:8000/"),
+            ("EVENT_POLL_INTERVAL", "200ms"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.event_push_urls,
+            ["https://a.example/events?tenant=1", "http://127.0.0.1:9/x"]
+        );
+        assert_eq!(
+            config.quest_proc_service_url.as_deref(),
+            Some("http://quest:8000")
+        );
+        assert_eq!(config.event_poll_interval, Duration::from_millis(200));
+        for (name, bad) in [
+            ("EVENT_PUSH_URLS", "ftp://a.example/events"),
+            ("EVENT_PUSH_URLS", "https://a.example/events#x"),
+            ("EVENT_PUSH_URLS", "not a url"),
+            ("QUEST_PROC_SERVICE_URL", "quest:8000"),
+            ("EVENT_TIMEOUT", "5"),
+            ("EVENT_POLL_INTERVAL", "ms"),
+        ] {
+            let message = load(&[(name, bad)]).unwrap_err().to_string();
+            assert!(message.starts_with(name), "{name}={bad}: {message}");
+        }
+        let message = load(&[("EVENT_PUSH_URLS", "ftp://user:hunter2@a.example/")])
+            .unwrap_err()
+            .to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
     fn connection_limits_are_read_and_bad_ones_name_their_variable() {
         let config = load(&[
             ("HTTP_HEADER_TIMEOUT", "3s"),
