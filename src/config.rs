@@ -15,7 +15,7 @@ use ipnet::IpNet;
 
 use crate::keys::encryption::KeyEncryptionKey;
 use crate::keys::kek::parse_kek_list;
-use crate::oauth::Scope;
+use crate::oauth::{Scope, SigningAlg};
 use crate::users::hashing::HasherSettings;
 
 /// A configuration value that could not be used; the message names the variable.
@@ -163,6 +163,8 @@ pub struct Config {
     pub jwks_max_age: Duration,
     pub key_publish_ahead: Duration,
     pub key_cache_ttl: Duration,
+    /// `SIGNING_ALG`: the algorithm of the keys made from now on (SPEC §10).
+    pub signing_alg: SigningAlg,
     /// How often each replica deletes what has expired (SPEC §9).
     pub maintenance_interval: Duration,
     /// How long a replica keeps a client it read (default 1 s); zero reads it per request.
@@ -325,6 +327,16 @@ impl Config {
             jwks_max_age: vars.duration("JWKS_MAX_AGE", "5m")?,
             key_publish_ahead: vars.duration("KEY_PUBLISH_AHEAD", "1h")?,
             key_cache_ttl: vars.duration("KEY_CACHE_TTL", "10s")?,
+            signing_alg: match vars.string("SIGNING_ALG") {
+                None => SigningAlg::default(),
+                Some(text) => SigningAlg::parse(text.trim()).ok_or_else(|| {
+                    invalid(
+                        "SIGNING_ALG",
+                        &text,
+                        "must be RS256, ES256 or EdDSA (Ed25519 is accepted for EdDSA)",
+                    )
+                })?,
+            },
             maintenance_interval: vars.duration("MAINTENANCE_INTERVAL", "1m")?,
             client_cache_ttl: vars.duration_or_zero("CLIENT_CACHE_TTL", "1s")?,
             kek_source: vars.kek_source()?,
@@ -758,6 +770,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.starts_with("TRUSTED_PROXIES"), "{message}");
+    }
+
+    #[test]
+    fn signing_alg_defaults_to_rs256_takes_the_three_names_and_refuses_the_rest() {
+        assert_eq!(load(&[]).unwrap().signing_alg, SigningAlg::Rs256);
+        for (text, alg) in [
+            ("RS256", SigningAlg::Rs256),
+            ("ES256", SigningAlg::Es256),
+            ("EdDSA", SigningAlg::EdDsa),
+            ("Ed25519", SigningAlg::EdDsa),
+            (" ES256 ", SigningAlg::Es256),
+        ] {
+            assert_eq!(load(&[("SIGNING_ALG", text)]).unwrap().signing_alg, alg);
+        }
+        for bad in ["HS256", "none", "es256", "RS512"] {
+            let message = load(&[("SIGNING_ALG", bad)]).unwrap_err().to_string();
+            assert!(message.starts_with("SIGNING_ALG"), "{bad}: {message}");
+            assert!(message.contains("RS256, ES256 or EdDSA"), "{message}");
+        }
     }
 
     #[test]

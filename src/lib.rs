@@ -1,8 +1,9 @@
 //! user-auth-service: an OAuth2 / OpenID Connect token issuer.
 //!
 //! People sign up and sign in with a username and password; OAuth2 clients use `/token`. The
-//! service signs RS256 JWTs and publishes its public keys at `/.well-known/jwks.json`, so every
-//! other service verifies tokens by itself with no shared secret.
+//! service signs JWTs (RS256 by default, or ES256 or EdDSA) and publishes its public keys at
+//! `/.well-known/jwks.json`, so every other service verifies tokens by itself with no shared
+//! secret.
 //!
 //! Layout: `http` is the only module that knows axum, `store` the only one that knows SQL; the
 //! domain modules (`users`, `clients`, `tokens`, `keys`, `browser`) take the store, the key ring

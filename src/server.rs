@@ -124,6 +124,7 @@ pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
         access_token_ttl: config.access_token_ttl,
         rotation_interval: config.key_rotation_interval,
         publish_ahead: config.key_publish_ahead,
+        alg: config.signing_alg,
     }
 }
 

@@ -109,7 +109,10 @@ fn router(state: AppState, settings: &RouterSettings) -> Router {
             "/.well-known/oauth-authorization-server",
             get(routes::discovery::oauth_authorization_server),
         )
-        .with_state(Arc::new(metadata));
+        .with_state(routes::discovery::Discovery {
+            metadata: Arc::new(metadata),
+            app: state.clone(),
+        });
     // Browser sign-in (SPEC §6): pages, each with its own headers (`pages::render`).
     let browser = Router::new()
         .route(

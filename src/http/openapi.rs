@@ -10,8 +10,9 @@ use super::routes::{auth, discovery, health, jwks, oauth, root, token, userinfo}
 #[openapi(
     info(
         title = "user-auth-service",
-        description = "OAuth2 / OpenID Connect token issuer. Tokens are RS256 JWTs that any service \
-                       verifies with the public keys at /.well-known/jwks.json."
+        description = "OAuth2 / OpenID Connect token issuer. Tokens are JWTs (RS256 by default, \
+                       ES256 or EdDSA) that any service verifies with the public keys at \
+                       /.well-known/jwks.json."
     ),
     paths(
         root::root,

@@ -134,6 +134,7 @@ mod tests {
             access_token_ttl: Duration::from_secs(900),
             rotation_interval: Duration::from_secs(86_400),
             publish_ahead: Duration::from_secs(3_600),
+            alg: crate::oauth::SigningAlg::Rs256,
         }
     }
 

@@ -1,13 +1,15 @@
 //! One read of the key table: every key with its verifier ready, and the JWKS rendered once.
 
 use josekit::jwk::Jwk;
-use josekit::jws::RS256;
-use josekit::jws::alg::rsassa::RsassaJwsVerifier;
+use josekit::jws::alg::ecdsa::EcdsaJwsAlgorithm;
+use josekit::jws::alg::eddsa::EddsaJwsAlgorithm;
+use josekit::jws::{JwsVerifier, RS256};
 use sha2::{Digest, Sha256};
 
 use super::lifecycle::{self, Lifetimes};
 use super::material::PublicJwk;
 use super::{KeyError, KeyRingSettings};
+use crate::oauth::SigningAlg;
 use crate::store::SigningKeyRow;
 
 /// The JWKS as served: its body and a strong ETag over it.
@@ -20,7 +22,8 @@ pub struct Jwks {
 
 struct KeyEntry {
     public: PublicJwk,
-    verifier: RsassaJwsVerifier,
+    alg: SigningAlg,
+    verifier: Box<dyn JwsVerifier>,
 }
 
 /// One read of the key table: every key, with verifiers ready and the JWKS rendered.
@@ -49,11 +52,16 @@ impl KeySet {
             };
             let public: PublicJwk =
                 serde_json::from_str(&row.public_jwk).map_err(|e| unusable(e.to_string()))?;
+            let alg = SigningAlg::parse(&row.algorithm)
+                .filter(|alg| alg.as_str() == public.alg)
+                .ok_or_else(|| unusable(format!("unknown algorithm {:?}", row.algorithm)))?;
             let jwk = jwk_from_public(&public).map_err(unusable)?;
-            let verifier = RS256
-                .verifier_from_jwk(&jwk)
-                .map_err(|e| unusable(e.to_string()))?;
-            entries.push(KeyEntry { public, verifier });
+            let verifier = verifier_for(alg, &jwk).map_err(|e| unusable(e.to_string()))?;
+            entries.push(KeyEntry {
+                public,
+                alg,
+                verifier,
+            });
         }
         let lifetimes = settings.lifetimes();
         let jwks = render_jwks(&rows, &entries, now, &lifetimes);
@@ -82,13 +90,36 @@ impl KeySet {
         lifecycle::signing_key(&self.rows, now).map(|row| row.kid.as_str())
     }
 
-    /// The verifier for a `kid` this service still accepts tokens from (revoked keys excluded).
-    pub fn verifier(&self, kid: &str) -> Option<&RsassaJwsVerifier> {
+    /// The algorithm and verifier of a `kid` this service still accepts tokens from (revoked
+    /// keys excluded). A token must name the key's own algorithm: the key decides, never the
+    /// token's header (RFC 8725 §3.1).
+    pub fn verifier(&self, kid: &str) -> Option<(SigningAlg, &dyn JwsVerifier)> {
         self.rows
             .iter()
             .zip(&self.entries)
             .find(|(row, _)| row.kid == kid && row.revoked_at.is_none())
-            .map(|(_, entry)| &entry.verifier)
+            .map(|(_, entry)| (entry.alg, entry.verifier.as_ref()))
+    }
+
+    /// The algorithms of the keys in the JWKS at `now`, the signing key's first: what tokens
+    /// of this key set may be signed with (discovery's `id_token_signing_alg_values_supported`).
+    pub fn algorithms(&self, now: i64) -> Vec<SigningAlg> {
+        let signing = lifecycle::signing_key(&self.rows, now).map(|row| row.kid.as_str());
+        let mut published: Vec<(bool, SigningAlg)> = self
+            .rows
+            .iter()
+            .zip(&self.entries)
+            .filter(|(row, _)| lifecycle::is_published(&self.rows, row, now, &self.lifetimes))
+            .map(|(row, entry)| (Some(row.kid.as_str()) != signing, entry.alg))
+            .collect();
+        published.sort_by_key(|(not_signing, _)| *not_signing);
+        let mut algorithms = Vec::with_capacity(published.len());
+        for (_, alg) in published {
+            if !algorithms.contains(&alg) {
+                algorithms.push(alg);
+            }
+        }
+        algorithms
     }
 
     /// The JWKS as served at `now`: the one rendered with the key set, unless a switch came
@@ -132,6 +163,14 @@ fn render_jwks(
         body: bytes::Bytes::from(body),
         etag,
     }
+}
+
+fn verifier_for(alg: SigningAlg, jwk: &Jwk) -> Result<Box<dyn JwsVerifier>, josekit::JoseError> {
+    Ok(match alg {
+        SigningAlg::Rs256 => Box::new(RS256.verifier_from_jwk(jwk)?),
+        SigningAlg::Es256 => Box::new(EcdsaJwsAlgorithm::Es256.verifier_from_jwk(jwk)?),
+        SigningAlg::EdDsa => Box::new(EddsaJwsAlgorithm::Eddsa.verifier_from_jwk(jwk)?),
+    })
 }
 
 fn jwk_from_public(public: &PublicJwk) -> Result<Jwk, String> {

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::oauth::CLOCK_LEEWAY_SECONDS;
+use crate::oauth::{CLOCK_LEEWAY_SECONDS, SigningAlg};
 use crate::store::SigningKeyRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -119,15 +119,26 @@ pub fn is_deletable(
     }
 }
 
+/// What a replica's rotation schedule is configured with.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
+    pub rotation_interval: Duration,
+    /// How long before it signs a new key is stored.
+    pub publish_lead: Duration,
+    /// The algorithm of the keys this replica makes.
+    pub alg: SigningAlg,
+    /// When this replica started with that algorithm. A newest key of another algorithm made
+    /// since was made by a replica configured otherwise, the newer setting in a rolling change
+    /// of `SIGNING_ALG`: this one leaves it alone instead of changing it back.
+    pub started_at: i64,
+}
+
 /// What the rotation schedule asks for at `now`, if anything: the start of the next key. A
 /// successor is made when the active key's interval is about to end, early enough that every
-/// replica has published it for `publish_ahead` before it signs.
-pub fn next_key_due(
-    rows: &[SigningKeyRow],
-    now: i64,
-    rotation_interval: Duration,
-    publish_lead: Duration,
-) -> Option<i64> {
+/// replica has published it for `publish_lead` before it signs; and as early as that when the
+/// newest key, made before this replica started, is not of its algorithm (SPEC §10: a change
+/// of algorithm is a rotation like any other, so verifiers never meet an unknown key).
+pub fn next_key_due(rows: &[SigningKeyRow], now: i64, schedule: &Schedule) -> Option<i64> {
     // The newest generation is never dropped: the schedule follows the key that signs or
     // will sign last, and a key an emergency overtook asks for nothing.
     let newest = rows
@@ -138,8 +149,13 @@ pub fn next_key_due(
         // A next key already waits its turn.
         return None;
     }
-    let due = newest.signs_from.saturating_add(seconds(rotation_interval));
-    let earliest = now.saturating_add(seconds(publish_lead));
+    let earliest = now.saturating_add(seconds(schedule.publish_lead));
+    if newest.algorithm != schedule.alg.as_str() && newest.created_at < schedule.started_at {
+        return Some(earliest);
+    }
+    let due = newest
+        .signs_from
+        .saturating_add(seconds(schedule.rotation_interval));
     (earliest >= due).then_some(due.max(earliest))
 }
 
@@ -275,17 +291,16 @@ mod tests {
 
     #[test]
     fn the_schedule_follows_the_emergency_key_and_asks_nothing_for_the_dropped_one() {
-        let day = Duration::from_secs(86_400);
-        let lead = Duration::from_secs(3_610);
+        let rs256 = schedule(SigningAlg::Rs256, 0);
         let rows = scheduled_then_emergency();
         // Past the dropped key's start, and for the rest of the emergency key's interval:
         // nothing, though the dropped key still waits on paper.
         for now in [2_100, 4_610, 50_000, 2_000 + 86_400 - 3_611] {
-            assert_eq!(next_key_due(&rows, now, day, lead), None, "at {now}");
+            assert_eq!(next_key_due(&rows, now, &rs256), None, "at {now}");
         }
         // The successor starts one interval after the emergency key, not after the dropped key.
         assert_eq!(
-            next_key_due(&rows, 2_000 + 86_400 - 3_610, day, lead),
+            next_key_due(&rows, 2_000 + 86_400 - 3_610, &rs256),
             Some(2_000 + 86_400)
         );
     }
@@ -347,18 +362,59 @@ mod tests {
         }
     }
 
+    fn schedule(alg: SigningAlg, started_at: i64) -> Schedule {
+        Schedule {
+            rotation_interval: Duration::from_secs(86_400),
+            publish_lead: Duration::from_secs(3_610),
+            alg,
+            started_at,
+        }
+    }
+
     #[test]
     fn the_next_key_is_scheduled_once_and_early_enough_to_be_published_ahead() {
-        let day = Duration::from_secs(86_400);
-        let lead = Duration::from_secs(3_610);
+        let rs256 = schedule(SigningAlg::Rs256, 0);
         let rows = vec![key("a", 1, 0)];
-        assert_eq!(next_key_due(&rows, 10, day, lead), None);
+        assert_eq!(next_key_due(&rows, 10, &rs256), None);
         // Within the lead time of the due date: the next key starts exactly when due.
-        assert_eq!(next_key_due(&rows, 86_400 - 3_610, day, lead), Some(86_400));
+        assert_eq!(next_key_due(&rows, 86_400 - 3_610, &rs256), Some(86_400));
         // Late (the service was down): it starts as soon as it has been published long enough.
-        assert_eq!(next_key_due(&rows, 100_000, day, lead), Some(103_610));
+        assert_eq!(next_key_due(&rows, 100_000, &rs256), Some(103_610));
         // Once a next key exists, nothing more is asked for.
         let rows = vec![key("a", 1, 0), key("b", 2, 86_400)];
-        assert_eq!(next_key_due(&rows, 86_000, day, lead), None);
+        assert_eq!(next_key_due(&rows, 86_000, &rs256), None);
+    }
+
+    #[test]
+    fn a_change_of_algorithm_brings_a_key_of_the_new_one_after_the_lead_and_then_rests() {
+        // Key "a" was made at -100, before the replica started at 5.
+        let rows = vec![key("a", 1, 0)];
+        // Long before the interval ends: due as soon as it has been published for the lead.
+        let es256 = schedule(SigningAlg::Es256, 5);
+        assert_eq!(next_key_due(&rows, 10, &es256), Some(3_620));
+        // The new key waiting its turn asks for nothing more, whatever the algorithm; once it
+        // signs, it is of the configured algorithm, so only the interval counts.
+        let mut next = key("b", 2, 3_620);
+        next.algorithm = "ES256".to_owned();
+        next.created_at = 10;
+        let rows = vec![key("a", 1, 0), next];
+        assert_eq!(next_key_due(&rows, 20, &es256), None);
+        assert_eq!(next_key_due(&rows, 4_000, &es256), None);
+        // A replica still on RS256, started before "b" was made, leaves it alone: a rolling
+        // change is not undone by the replicas it has not reached yet.
+        assert_eq!(
+            next_key_due(&rows, 20, &schedule(SigningAlg::Rs256, 0)),
+            None
+        );
+        assert_eq!(
+            next_key_due(&rows, 4_000, &schedule(SigningAlg::Rs256, 0)),
+            None
+        );
+        // Changed back later (a replica started with RS256 after "b" was made): another
+        // rotation, to RS256.
+        assert_eq!(
+            next_key_due(&rows, 4_000, &schedule(SigningAlg::Rs256, 3_900)),
+            Some(7_610)
+        );
     }
 }

@@ -16,3 +16,4 @@ pub use error::KeyError;
 pub use key_set::{Jwks, KeySet};
 pub use ring::{KeyRing, KeyRingSettings};
 pub use rotation::{KeySummary, RotateMode};
+pub use signer::SigningKey;

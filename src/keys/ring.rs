@@ -15,8 +15,9 @@ use super::cache::KeySetCache;
 use super::encryption::KeyEncryptionKeys;
 use super::lifecycle::Lifetimes;
 use super::rotation::{KeySummary, RotateMode, Rotation};
-use super::signer::Signer;
+use super::signer::{Signer, SigningKey};
 use super::{KeyError, KeySet};
+use crate::oauth::SigningAlg;
 use crate::store::Store;
 
 /// What the ring needs to know of the configuration.
@@ -27,6 +28,8 @@ pub struct KeyRingSettings {
     pub access_token_ttl: Duration,
     pub rotation_interval: Duration,
     pub publish_ahead: Duration,
+    /// `SIGNING_ALG`: the algorithm of the keys made from now on (SPEC §10).
+    pub alg: SigningAlg,
 }
 
 impl KeyRingSettings {
@@ -70,8 +73,7 @@ impl KeyRing {
         let ensured = self.rotation.ensure_signing_key(now).await;
         self.key_set.forget();
         ensured?;
-        let key_set = self.load(now).await?;
-        self.signer.prepare(&key_set, now.unix_timestamp()).await
+        self.signing_key(now).await.map(|_| ())
     }
 
     /// Makes a new key (see `RotateMode`); answers its kid.
@@ -132,6 +134,14 @@ impl KeyRing {
             .await
     }
 
+    /// The key that signs at `now`, decrypted: for the tokens of one answer.
+    pub async fn signing_key(&self, now: OffsetDateTime) -> Result<SigningKey, KeyError> {
+        let key_set = self.load(now).await?;
+        self.signer
+            .signing_key(&key_set, now.unix_timestamp())
+            .await
+    }
+
     /// Signs `claims` as a JWT with the key that signs at `now`; `typ` is the header's type
     /// (`at+jwt` for access tokens per RFC 9068, `JWT` for ID tokens).
     pub async fn sign(
@@ -140,9 +150,6 @@ impl KeyRing {
         typ: &str,
         now: OffsetDateTime,
     ) -> Result<String, KeyError> {
-        let key_set = self.load(now).await?;
-        self.signer
-            .sign(&key_set, claims, typ, now.unix_timestamp())
-            .await
+        self.signing_key(now).await?.sign(claims, typ)
     }
 }

@@ -25,6 +25,7 @@ pub enum RotateMode {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeySummary {
     pub kid: String,
+    pub algorithm: String,
     pub generation: i64,
     pub state: KeyState,
     pub created_at: i64,
@@ -77,6 +78,9 @@ pub struct Rotation {
     store: Store,
     keks: Arc<KeyEncryptionKeys>,
     settings: KeyRingSettings,
+    /// When this process made sure a key signs (its start-up), for the schedule's
+    /// `started_at`.
+    started_at: std::sync::OnceLock<i64>,
 }
 
 impl Rotation {
@@ -85,12 +89,14 @@ impl Rotation {
             store,
             keks,
             settings,
+            started_at: std::sync::OnceLock::new(),
         }
     }
 
     /// Start-up: creates a key that signs at once when none signs at `now` (a new database, or
     /// only keys made for later); a racing replica making the same generation is fine.
     pub async fn ensure_signing_key(&self, now: OffsetDateTime) -> Result<(), KeyError> {
+        self.started_at.get_or_init(|| now.unix_timestamp());
         let rows = self.store.signing_keys().await?;
         if lifecycle::signing_key(&rows, now.unix_timestamp()).is_none() {
             self.create_key(next_generation(&rows), now.unix_timestamp(), now)
@@ -165,6 +171,7 @@ impl Rotation {
             .iter()
             .map(|row| KeySummary {
                 kid: row.kid.clone(),
+                algorithm: row.algorithm.clone(),
                 generation: row.generation,
                 state: lifecycle::state(&rows, row, now),
                 created_at: row.created_at,
@@ -191,12 +198,14 @@ impl Rotation {
             tracing::info!(kid = %row.kid, "signing key deleted: no token it signed is valid any more");
             run.deleted.push(row.kid.clone());
         }
-        let due = lifecycle::next_key_due(
-            &rows,
-            now_seconds,
-            self.settings.rotation_interval,
-            self.settings.publish_lead(),
-        );
+        let schedule = lifecycle::Schedule {
+            rotation_interval: self.settings.rotation_interval,
+            publish_lead: self.settings.publish_lead(),
+            alg: self.settings.alg,
+            // A process that never started counts every key as older than itself.
+            started_at: self.started_at.get().copied().unwrap_or(i64::MAX),
+        };
+        let due = lifecycle::next_key_due(&rows, now_seconds, &schedule);
         if let Some(signs_from) = due {
             run.created = Some(
                 self.create_key(next_generation(&rows), signs_from, now)
@@ -234,7 +243,8 @@ impl Rotation {
         // fetched a second earlier did not hold yet).
         let generating = std::time::Instant::now();
         self.check_key_encryption_key(&self.store.signing_keys().await?)?;
-        let generated = tokio::task::spawn_blocking(material::generate)
+        let alg = self.settings.alg;
+        let generated = tokio::task::spawn_blocking(move || material::generate(alg))
             .await
             .map_err(|error| KeyError::Generation(error.to_string()))?
             .map_err(|error| KeyError::Generation(error.to_string()))?;
@@ -254,7 +264,7 @@ impl Rotation {
         let new_key = NewSigningKey {
             kid,
             generation,
-            algorithm: "RS256".to_owned(),
+            algorithm: alg.as_str().to_owned(),
             public_jwk,
             private_key_encrypted,
             created_at: now.unix_timestamp(),
@@ -262,7 +272,7 @@ impl Rotation {
         };
         match self.store.insert_signing_key(&new_key).await {
             Ok(()) => {
-                tracing::info!(kid = %new_key.kid, generation, signs_from, "signing key created");
+                tracing::info!(kid = %new_key.kid, %alg, generation, signs_from, "signing key created");
                 Ok(new_key.kid)
             }
             Err(StoreError::Conflict) => self

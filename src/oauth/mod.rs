@@ -1,11 +1,13 @@
-//! The shared OAuth vocabulary: grant types, scopes, the error of RFC 6749 §5.2 and the clock
-//! leeway. A leaf: every other module may use it, and it uses none of them.
+//! The shared OAuth vocabulary: grant types, scopes, signing algorithms, the error of RFC 6749
+//! §5.2 and the clock leeway. A leaf: every other module may use it, and it uses none of them.
 
 pub mod error;
 pub mod scope;
+pub mod signing_alg;
 
 pub use error::{OAuthError, OAuthErrorKind};
 pub use scope::{Scope, ScopeSyntaxError};
+pub use signing_alg::SigningAlg;
 
 /// SPEC §5: this service accepts its own tokens with at most 30 s of clock leeway.
 pub const CLOCK_LEEWAY_SECONDS: i64 = 30;

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::oauth::SigningAlg;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,
@@ -42,12 +44,21 @@ pub struct IdClaims {
     pub at_hash: Option<String>,
 }
 
-/// OIDC Core §3.1.3.6: base64url of the left half of the SHA-256 of the access token (RS256).
-pub fn at_hash(access_token: &str) -> String {
+/// OIDC Core §3.1.3.6: base64url of the left half of the hash of the access token, with the
+/// hash of the ID token's algorithm: SHA-256 for RS256 and ES256, SHA-512 for EdDSA with
+/// Ed25519 (OIDC Core errata 2; as node-oidc-provider and the `openidconnect` crate do).
+pub fn at_hash(alg: SigningAlg, access_token: &str) -> String {
     use base64::Engine as _;
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(access_token.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    let encode = |digest: &[u8]| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+    };
+    match alg {
+        SigningAlg::Rs256 | SigningAlg::Es256 => {
+            encode(&sha2::Sha256::digest(access_token.as_bytes()))
+        }
+        SigningAlg::EdDsa => encode(&sha2::Sha512::digest(access_token.as_bytes())),
+    }
 }
 
 /// Serializes claims into the map josekit signs.

@@ -10,11 +10,10 @@ pub mod revocation;
 use std::sync::Arc;
 use std::time::Duration;
 
-use josekit::jws::JwsVerifier;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::keys::{KeyError, KeyRing};
+use crate::keys::{KeyError, KeyRing, SigningKey};
 use crate::oauth::{CLOCK_LEEWAY_SECONDS, Scope};
 use crate::store::{NewRefreshToken, SigninSuccess, Store, StoreError};
 use crate::users::User;
@@ -198,21 +197,20 @@ impl TokenIssuer {
         now: OffsetDateTime,
     ) -> Result<(IssuedTokens, PreparedRefreshToken), IssueError> {
         let user = subject.user;
-        let access_token = self
-            .sign_access_token(
-                &user.id.to_string(),
-                Some(&user.username),
-                Some(family_id),
-                client_id,
-                scope,
-                now,
-            )
-            .await?;
+        // One key for both tokens: the ID token's `at_hash` follows the access token's
+        // algorithm, and a switch of keys between the two would split them.
+        let key = self.keys.signing_key(now).await?;
+        let access_token = self.sign_access_token(
+            &key,
+            &user.id.to_string(),
+            Some(&user.username),
+            Some(family_id),
+            client_id,
+            scope,
+            now,
+        )?;
         let id_token = if id_token == IdToken::WhenScopeHoldsOpenid && scope.contains("openid") {
-            Some(
-                self.sign_id_token(subject, client_id, &access_token, now)
-                    .await?,
-            )
+            Some(self.sign_id_token(&key, subject, client_id, &access_token, now)?)
         } else {
             None
         };
@@ -254,9 +252,9 @@ impl TokenIssuer {
         scope: &Scope,
         now: OffsetDateTime,
     ) -> Result<IssuedTokens, IssueError> {
-        let access_token = self
-            .sign_access_token(client_id, None, None, client_id, scope, now)
-            .await?;
+        let key = self.keys.signing_key(now).await?;
+        let access_token =
+            self.sign_access_token(&key, client_id, None, None, client_id, scope, now)?;
         Ok(IssuedTokens {
             access_token,
             expires_in: self.settings.access_token_ttl.as_secs(),
@@ -266,8 +264,9 @@ impl TokenIssuer {
         })
     }
 
-    async fn sign_id_token(
+    fn sign_id_token(
         &self,
+        key: &SigningKey,
         subject: &Subject<'_>,
         client_id: &str,
         access_token: &str,
@@ -284,15 +283,17 @@ impl TokenIssuer {
             preferred_username: subject.user.username.clone(),
             nonce: subject.nonce.map(str::to_owned),
             sid: subject.sid.map(str::to_owned),
-            at_hash: Some(claims::at_hash(access_token)),
+            at_hash: Some(claims::at_hash(key.alg(), access_token)),
         };
-        self.keys.sign(to_map(&claims), "JWT", now).await
+        key.sign(to_map(&claims), "JWT")
     }
 
     /// RFC 9068 access token: `typ` `at+jwt`, whole-second time claims, a fresh `jti`; a
     /// user's token names the user and its refresh-token family.
-    async fn sign_access_token(
+    #[allow(clippy::too_many_arguments)]
+    fn sign_access_token(
         &self,
+        key: &SigningKey,
         subject: &str,
         username: Option<&str>,
         family_id: Option<Uuid>,
@@ -314,7 +315,7 @@ impl TokenIssuer {
             preferred_username: username.map(str::to_owned),
             family_id: family_id.map(|family_id| family_id.to_string()),
         };
-        self.keys.sign(to_map(&claims), "at+jwt", now).await
+        key.sign(to_map(&claims), "at+jwt")
     }
 
     /// An access token about `user_id` for the first-party client, outside any refresh-token
@@ -327,7 +328,9 @@ impl TokenIssuer {
         now: OffsetDateTime,
     ) -> Result<String, KeyError> {
         let client_id = &self.settings.first_party_client_id;
+        let key = self.keys.signing_key(now).await?;
         self.sign_access_token(
+            &key,
             &user_id.to_string(),
             Some(username),
             None,
@@ -335,7 +338,6 @@ impl TokenIssuer {
             &Scope::default(),
             now,
         )
-        .await
     }
 
     /// An access token this service still honours: it verifies, its `jti` was not revoked,
@@ -399,7 +401,7 @@ impl TokenIssuer {
     }
 
     /// The claims of a JWT of one of `types` (its `typ`, any case) signed by one of our known,
-    /// unrevoked keys with RS256; nothing else about them is checked here.
+    /// unrevoked keys with that key's own algorithm; nothing else about them is checked here.
     async fn verified_claims<T: serde::de::DeserializeOwned>(
         &self,
         token: &str,
@@ -411,22 +413,22 @@ impl TokenIssuer {
         if !typ.is_some_and(|typ| types.iter().any(|known| typ.eq_ignore_ascii_case(known))) {
             return Err(InvalidToken::WrongType.into());
         }
-        if header.claim("alg").and_then(|value| value.as_str()) != Some("RS256") {
-            return Err(InvalidToken::BadSignature.into());
-        }
         let kid = header
             .claim("kid")
             .and_then(|value| value.as_str())
             .ok_or(InvalidToken::UnknownKey)?;
         let key_set = self.keys.load(now).await?;
-        let verifier = key_set.verifier(kid).ok_or(InvalidToken::UnknownKey)?;
-        let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier as &dyn JwsVerifier)
+        let (alg, verifier) = key_set.verifier(kid).ok_or(InvalidToken::UnknownKey)?;
+        if header.claim("alg").and_then(|value| value.as_str()) != Some(alg.as_str()) {
+            return Err(InvalidToken::BadSignature.into());
+        }
+        let (payload, _) = josekit::jwt::decode_with_verifier(token, verifier)
             .map_err(|_| InvalidToken::BadSignature)?;
         serde_json::from_value(serde_json::Value::Object(payload.claims_set().clone()))
             .map_err(|_| InvalidToken::Malformed.into())
     }
 
-    /// Verifies one of our access tokens: RS256 with a known, unrevoked key, `typ` `at+jwt`
+    /// Verifies one of our access tokens: signed by a known, unrevoked key, `typ` `at+jwt`
     /// (RFC 9068 §4), our issuer and audience, and the time claims within the leeway.
     pub async fn verify_access_token(
         &self,

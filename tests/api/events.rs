@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -78,10 +78,8 @@ fn verify_set(received: &Received, jwks: &Value, issuer: &str, audience: &str) -
         .iter()
         .find(|k| k["kid"] == kid.as_str())
         .expect("the kid is in the JWKS");
-    let key =
-        DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())
-            .unwrap();
-    let mut validation = Validation::new(Algorithm::RS256);
+    let (key, algorithm) = decoding_key(key).unwrap();
+    let mut validation = Validation::new(algorithm);
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[audience]);
     // A SET has no exp (RFC 8417 §2.2).

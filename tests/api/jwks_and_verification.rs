@@ -5,24 +5,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::helpers::{
-    FIRST_PARTY_CLIENT_ID, TestApp, header, jwt_parts, now_unix, scope_set, verify_with_jwks,
+    FIRST_PARTY_CLIENT_ID, TestApp, header, jwt_parts, now_unix, rfc7638_thumbprint, scope_set,
+    verify_with_jwks,
 };
 
 const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
-
-/// RFC 7638 §3: SHA-256 over the required members in lexicographic order, no whitespace.
-fn rfc7638_thumbprint(key: &Value) -> String {
-    let canonical = format!(
-        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-        key["e"].as_str().unwrap(),
-        key["n"].as_str().unwrap()
-    );
-    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
-}
 
 fn assert_whole_seconds(claims: &Value, name: &str) -> i64 {
     let value = &claims[name];

@@ -8,15 +8,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Validation;
 use reqwest::StatusCode;
 use serde_json::Value;
 use user_auth_service::clock::Clock as _;
 
 use crate::helpers::{
-    MovableClock, ServerProcess, TestApp, TestDatabase, binary_command, jwt_parts, random_kek,
-    try_verify_with_jwks,
+    MovableClock, ServerProcess, TestApp, TestDatabase, binary_command, decoding_key, jwt_parts,
+    ok_json, random_kek, try_verify_with_jwks,
 };
 
 /// Fast settings: a key signs for 4 s, is published 2 s ahead, verifiers cache the JWKS 1 s.
@@ -374,12 +373,12 @@ fn verify_at(token: &str, jwks: &Value, app: &TestApp, now: i64) -> Result<(), S
     const LEEWAY: i64 = 5;
     let header = jsonwebtoken::decode_header(token).map_err(|e| format!("bad header: {e}"))?;
     let kid = header.kid.ok_or("the token's header has no kid")?;
-    let set: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| format!("JWKS: {e}"))?;
-    let jwk = set
-        .find(&kid)
+    let jwk = jwks["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|key| key["kid"] == kid.as_str()))
         .ok_or_else(|| format!("kid {kid} is not in the JWKS"))?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("bad key: {e}"))?;
-    let mut validation = Validation::new(Algorithm::RS256);
+    let (key, algorithm) = decoding_key(jwk)?;
+    let mut validation = Validation::new(algorithm);
     validation.set_issuer(&[&app.issuer]);
     validation.set_audience(&[&app.audience]);
     validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
@@ -623,4 +622,199 @@ fn unix_now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+/// The algorithms of the keys in a JWKS, by kid.
+fn algorithms(jwks: &Value) -> BTreeMap<String, String> {
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| (str_at(key, "kid").to_owned(), str_at(key, "alg").to_owned()))
+        .collect()
+}
+
+/// SPEC §10: a rolling change from RS256 to ES256 on a database in use. Replica A runs RS256;
+/// replica B starts with `SIGNING_ALG=ES256` and brings in an ES256 key through the usual
+/// rotation; A, still on RS256 until it is restarted with the new setting, leaves that key
+/// alone. Two minutes of the service's time in steps of 500 ms, tokens and JWKS taken from
+/// both replicas in turn, every token checked against the JWKS a verifier fetched
+/// `JWKS_MAX_AGE` earlier and verified with jsonwebtoken until it expires.
+#[tokio::test]
+async fn a_rolling_change_from_rs256_to_es256_never_shows_a_verifier_an_unknown_kid() {
+    const SETTINGS: &[(&str, &str)] = &[
+        ("KEY_ROTATION_INTERVAL", "1h"),
+        ("KEY_PUBLISH_AHEAD", "2s"),
+        ("JWKS_MAX_AGE", "1s"),
+        ("KEY_CACHE_TTL", "1s"),
+        ("ACCESS_TOKEN_EXPIRE_MINUTES", "1"),
+        // Replicas behind one address share one issuer; without it each derives its own.
+        ("ISSUER", "https://auth.example.test"),
+    ];
+    let clock = MovableClock::stopped();
+    let replica = |database: Option<Arc<TestDatabase>>, kek: Option<String>, alg: &str| {
+        let mut builder = TestApp::builder()
+            .clock(Arc::clone(&clock))
+            .var("SIGNING_ALG", alg);
+        for (name, value) in SETTINGS {
+            builder = builder.var(name, value);
+        }
+        if let Some(database) = database {
+            builder = builder.database(database);
+        }
+        if let Some(kek) = kek {
+            builder = builder.kek(kek);
+        }
+        builder.spawn()
+    };
+    let a = replica(None, None, "RS256").await;
+    let (username, password, _) = a.signup_new_user().await;
+    let rsa_kid = kid_of(str_at(
+        &a.password_grant(&username, &password, None)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        "access_token",
+    ));
+    clock.advance(Duration::from_secs(1));
+    let b = replica(Some(Arc::clone(&a.database)), Some(a.kek.clone()), "ES256").await;
+    let mut replicas = vec![a, b];
+
+    let step = Duration::from_millis(500);
+    let max_age = time::Duration::seconds(1);
+    let started = clock.now();
+    let mut fetched: Vec<(time::OffsetDateTime, BTreeSet<String>)> = Vec::new();
+    let mut tokens: Vec<(i64, String)> = Vec::new();
+    let mut token_algs: Vec<(time::Duration, String)> = Vec::new();
+    let mut both_published = false;
+    let mut overlap_discovery = None;
+    let mut last_check = started;
+    let mut turn = 0usize;
+    let mut restarted = false;
+    while clock.now() - started < time::Duration::seconds(120) {
+        // Half a minute in, A is restarted with the new setting, as a rolling deploy does.
+        if !restarted && clock.now() - started >= time::Duration::seconds(30) {
+            restarted = true;
+            let old = replicas.remove(0);
+            let (database, kek) = old.stop().await;
+            replicas.insert(0, replica(Some(database), Some(kek), "ES256").await);
+        }
+        for replica in &replicas {
+            replica.run_key_schedule().await;
+        }
+        turn += 1;
+        let serving = &replicas[turn % 2];
+        let jwks = serving.jwks().await;
+        let published = algorithms(&jwks);
+        if published.values().any(|alg| alg == "RS256")
+            && published.values().any(|alg| alg == "ES256")
+        {
+            both_published = true;
+            if overlap_discovery.is_none() {
+                overlap_discovery = Some(
+                    ok_json(serving.get("/.well-known/openid-configuration").await).await
+                        ["id_token_signing_alg_values_supported"]
+                        .clone(),
+                );
+            }
+        }
+        fetched.push((clock.now(), kids(&jwks)));
+
+        let issued_at = clock.now();
+        let issuer = &replicas[(turn + 1) % 2];
+        let response = issuer
+            .password_grant(&username, &password, Some("openid"))
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        for name in ["access_token", "id_token"] {
+            let token = str_at(&body, name).to_owned();
+            let kid = kid_of(&token);
+            if let Some((_, cached)) = fetched
+                .iter()
+                .rev()
+                .find(|(at, _)| *at + max_age <= issued_at)
+            {
+                assert!(
+                    cached.contains(&kid),
+                    "a token at {} carries kid {kid}, missing from the JWKS fetched {max_age} \
+                     earlier: {cached:?}",
+                    issued_at - started
+                );
+            }
+            if name == "access_token" {
+                token_algs.push((
+                    issued_at - started,
+                    jwt_parts(&token).0["alg"].as_str().unwrap().to_owned(),
+                ));
+                tokens.push((i64_at(&jwt_parts(&token).1, "exp"), token));
+            }
+        }
+
+        let now = clock.now();
+        if now - last_check >= time::Duration::seconds(3) {
+            last_check = now;
+            let now = now.unix_timestamp();
+            for (exp, token) in tokens.iter().filter(|(exp, _)| now < *exp) {
+                if let Err(reason) = verify_at(token, &jwks, &replicas[0], now) {
+                    panic!("at {now} a token valid until {exp} no longer verifies: {reason}");
+                }
+            }
+        }
+        clock.advance(step);
+    }
+
+    // RS256 until the ES256 key has been published for KEY_PUBLISH_AHEAD plus KEY_CACHE_TTL
+    // (3 s, rounded up to the second), ES256 from both replicas after, never back.
+    let first_es256 = token_algs
+        .iter()
+        .position(|(_, alg)| alg == "ES256")
+        .expect("ES256 tokens");
+    assert!(
+        token_algs[..first_es256]
+            .iter()
+            .all(|(_, alg)| alg == "RS256")
+            && token_algs[first_es256..]
+                .iter()
+                .all(|(_, alg)| alg == "ES256"),
+        "{token_algs:?}"
+    );
+    let switched_at = token_algs[first_es256].0;
+    assert!(
+        switched_at >= time::Duration::seconds(3) && switched_at <= time::Duration::seconds(5),
+        "ES256 signed from {switched_at} after B started"
+    );
+    assert!(both_published, "the JWKS never held both key types");
+    assert_eq!(
+        overlap_discovery,
+        Some(serde_json::json!(["RS256", "ES256"])),
+        "discovery while both keys are published, the signing key's first"
+    );
+    // Exactly one key was made for the change: the RS256 replica did not change it back.
+    let kids_signed: BTreeSet<String> = tokens.iter().map(|(_, token)| kid_of(token)).collect();
+    assert_eq!(kids_signed.len(), 2, "{kids_signed:?}");
+    assert!(kids_signed.contains(&rsa_kid), "{kids_signed:?}");
+    // By now the schedule has deleted the RS256 key (no token needs it): one key is left.
+    let listed = listed_keys(&replicas[1]).await;
+    let es256_kid = kids_signed.iter().find(|kid| **kid != rsa_kid).unwrap();
+    assert_eq!(
+        listed.keys().collect::<Vec<_>>(),
+        vec![es256_kid],
+        "{listed:?}"
+    );
+    assert_eq!(str_at(&listed[es256_kid], "algorithm"), "ES256");
+    // The RS256 key left the JWKS once its last token expired (60 s after the switch, plus
+    // JWKS_MAX_AGE and the 30 s leeway); discovery lists ES256 alone.
+    let last = replicas[0].jwks().await;
+    assert_eq!(
+        algorithms(&last).into_values().collect::<Vec<_>>(),
+        vec!["ES256".to_owned()],
+        "{last}"
+    );
+    let discovery = ok_json(replicas[0].get("/.well-known/openid-configuration").await).await;
+    assert_eq!(
+        discovery["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
 }

@@ -41,6 +41,7 @@ mod restart;
 mod revocation;
 mod security_headers;
 mod signin;
+mod signing_algorithms;
 mod signup;
 mod startup;
 mod throttling;

@@ -8,10 +8,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::oauth::GrantType;
 use crate::oauth::Scope;
 
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct ServerMetadata {
     pub issuer: String,
     pub authorization_endpoint: String,
@@ -26,6 +28,8 @@ pub struct ServerMetadata {
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The algorithms of the keys in the JWKS, the signing key's first (SPEC §10): it follows
+    /// the key set, so it is filled in per request.
     pub id_token_signing_alg_values_supported: Vec<&'static str>,
     pub subject_types_supported: Vec<&'static str>,
     pub claims_supported: Vec<&'static str>,
@@ -38,9 +42,9 @@ pub struct ServerMetadata {
 }
 
 impl ServerMetadata {
-    /// The document, made once at start-up: nothing in it changes while the service runs, so a
-    /// request reads no database. `scopes_supported` is `openid`, `profile` and `PUBLIC_SCOPES`
-    /// (SPEC §9), never the scopes of every client.
+    /// The document, made once at start-up: only the signing algorithms change while the
+    /// service runs, and they come from the cached key set. `scopes_supported` is `openid`,
+    /// `profile` and `PUBLIC_SCOPES` (SPEC §9), never the scopes of every client.
     pub fn new(issuer: &str, public_scopes: &Scope) -> ServerMetadata {
         let mut scopes: Vec<String> = vec!["openid".to_owned(), "profile".to_owned()];
         for scope in public_scopes.iter() {
@@ -73,7 +77,7 @@ impl ServerMetadata {
                 "client_secret_basic",
                 "client_secret_post",
             ],
-            id_token_signing_alg_values_supported: vec!["RS256"],
+            id_token_signing_alg_values_supported: Vec::new(),
             subject_types_supported: vec!["public"],
             claims_supported: vec![
                 "iss",
@@ -97,16 +101,42 @@ impl ServerMetadata {
     }
 }
 
+/// What the discovery routes hold: the document made at start-up, and the service's state for
+/// the key set.
+#[derive(Clone)]
+pub struct Discovery {
+    pub metadata: Arc<ServerMetadata>,
+    pub app: AppState,
+}
+
+impl Discovery {
+    async fn document(&self) -> Result<Response, ApiError> {
+        let now = self.app.clock.now();
+        let key_set = self.app.tokens.keys().load(now).await?;
+        let mut metadata = ServerMetadata::clone(&self.metadata);
+        metadata.id_token_signing_alg_values_supported = key_set
+            .algorithms(now.unix_timestamp())
+            .into_iter()
+            .map(|alg| alg.as_str())
+            .collect();
+        Ok(Json(metadata).into_response())
+    }
+}
+
 /// OpenID Connect Discovery metadata.
 #[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "oauth2",
     responses((status = 200, description = "Provider metadata", body = ServerMetadata)))]
-pub async fn openid_configuration(State(metadata): State<Arc<ServerMetadata>>) -> Response {
-    Json(metadata.as_ref()).into_response()
+pub async fn openid_configuration(
+    State(discovery): State<Discovery>,
+) -> Result<Response, ApiError> {
+    discovery.document().await
 }
 
 /// RFC 8414 authorization server metadata.
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth2",
     responses((status = 200, description = "Authorization server metadata", body = ServerMetadata)))]
-pub async fn oauth_authorization_server(State(metadata): State<Arc<ServerMetadata>>) -> Response {
-    Json(metadata.as_ref()).into_response()
+pub async fn oauth_authorization_server(
+    State(discovery): State<Discovery>,
+) -> Result<Response, ApiError> {
+    discovery.document().await
 }

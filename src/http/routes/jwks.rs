@@ -16,15 +16,23 @@ pub struct JwksDocument {
     pub keys: Vec<JwkDocument>,
 }
 
+/// One public key: `n` and `e` for RSA (`RS256`), `crv` `P-256`, `x` and `y` for EC (`ES256`),
+/// `crv` `Ed25519` and `x` for OKP (`EdDSA`).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct JwkDocument {
+    /// `RSA`, `EC` or `OKP`.
     pub kty: String,
     #[serde(rename = "use")]
     pub use_: String,
+    /// `RS256`, `ES256` or `EdDSA`.
     pub alg: String,
+    /// The RFC 7638 thumbprint of the key.
     pub kid: String,
-    pub n: String,
-    pub e: String,
+    pub crv: Option<String>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+    pub x: Option<String>,
+    pub y: Option<String>,
 }
 
 /// The public signing keys; the key that signs now comes first.
