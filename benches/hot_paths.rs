@@ -1,8 +1,10 @@
 //! Criterion benchmarks of the service's hot paths, through the library's public API (no HTTP):
 //!
-//! - `tokens/rs256_sign_access_token`: `TokenIssuer::issue_for_client`, the client credentials
-//!   grant's whole signing path (claims, JSON, RS256 with the cached signer);
-//! - `tokens/rs256_verify_access_token`: `TokenIssuer::verify_access_token` on such a token;
+//! - `tokens/{rs256,es256,eddsa}_sign_access_token`: `TokenIssuer::issue_for_client`, the
+//!   client credentials grant's whole signing path (claims, JSON, the signature with the cached
+//!   signer), with a key ring of each `SIGNING_ALG`;
+//! - `tokens/{rs256,es256,eddsa}_verify_access_token`: `TokenIssuer::verify_access_token` on
+//!   such a token;
 //! - `jwks/jwks_per_request`: what `/.well-known/jwks.json` costs per request: `KeyRing::load`
 //!   (a cache hit), `KeySet::jwks` and a clone of the body bytes;
 //! - `jwks/render_key_set`: `KeySet::build`, parsing the key rows and rendering the JWKS
@@ -16,8 +18,8 @@
 //! figure includes that (small) overhead. The key ring keeps its default `KEY_CACHE_TTL` (10s),
 //! counted on the `now` each call passes: every call here is made at one instant, so the key
 //! table is read once and the key set is served from memory after (the server re-reads it and
-//! builds the set `render_key_set` measures once per TTL). The key and the database live in a
-//! temporary folder. Run with:
+//! builds the set `render_key_set` measures once per TTL). The keys and the databases (one per
+//! algorithm) live in a temporary folder. Run with:
 //!
 //! ```text
 //! cargo bench --bench hot_paths
@@ -35,7 +37,7 @@ use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 use user_auth_service::config::Config;
 use user_auth_service::keys::KeySet;
-use user_auth_service::oauth::Scope;
+use user_auth_service::oauth::{Scope, SigningAlg};
 use user_auth_service::store::Store;
 use user_auth_service::tokens::{TokenIssuer, TokenSettings};
 use user_auth_service::users::hashing::{HasherSettings, PasswordHasher};
@@ -44,10 +46,13 @@ use user_auth_service::users::password::Password;
 const CLIENT_ID: &str = "bench-client";
 const PASSWORD: &str = "correct horse battery staple";
 
-/// What every benchmark needs: a runtime, a token issuer over a ready key ring, a hasher.
+/// What every benchmark needs: a runtime, a token issuer over a ready key ring (RS256, the
+/// default), one more for each other algorithm, a hasher.
 struct Fixture {
     runtime: Runtime,
     issuer: TokenIssuer,
+    /// A token issuer of each `SIGNING_ALG`, RS256 (the same settings as `issuer`) first.
+    issuers: Vec<(SigningAlg, TokenIssuer)>,
     hasher: PasswordHasher,
     config: Config,
     scope: Scope,
@@ -60,43 +65,16 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let folder = tempfile::TempDir::new().expect("a temporary folder");
-        let database_url = format!("sqlite:{}", folder.path().join("bench.db").display());
-        let kek_file = folder.path().join("kek").display().to_string();
-        // Only the storage is set: every other setting (Argon2 included) keeps its default,
-        // whatever the environment says.
-        let config = Config::from_lookup(|name| match name {
-            "DATABASE_URL" => Some(database_url.clone()),
-            "KEY_ENCRYPTION_KEY_FILE" => Some(kek_file.clone()),
-            _ => None,
-        })
-        .expect("a valid configuration");
-
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a Tokio runtime");
         let now = OffsetDateTime::now_utc();
-        let ring = runtime.block_on(async {
-            let store = Store::connect(config.database_url.expose(), 1)
-                .await
-                .expect("the SQLite database opens");
-            store.migrate().await.expect("the migrations apply");
-            let ring = user_auth_service::server::open_key_ring(&config, store)
-                .expect("the key ring opens");
-            // Creates the signing key and caches its decrypted signer.
-            ring.ensure_ready(now).await.expect("a signing key");
-            ring
-        });
-        let issuer = TokenIssuer::new(
-            Arc::new(ring),
-            TokenSettings {
-                issuer: "http://127.0.0.1:8001".to_owned(),
-                audience: "http://127.0.0.1:8001".to_owned(),
-                access_token_ttl: config.access_token_ttl,
-                refresh_token_ttl: config.refresh_token_ttl,
-                first_party_client_id: config.first_party_client_id.clone(),
-            },
-        );
+        let (config, issuer) = token_issuer(&runtime, &folder, SigningAlg::Rs256, now);
+        let issuers = SigningAlg::ALL
+            .into_iter()
+            .map(|alg| (alg, token_issuer(&runtime, &folder, alg, now).1))
+            .collect();
         // Blocks while it computes its dummy hash: called here, outside the runtime.
         let hasher = PasswordHasher::new(HasherSettings {
             concurrency: 1,
@@ -109,6 +87,7 @@ impl Fixture {
         Fixture {
             runtime,
             issuer,
+            issuers,
             hasher,
             config,
             scope,
@@ -116,6 +95,49 @@ impl Fixture {
             _folder: folder,
         }
     }
+}
+
+/// A token issuer over a key ring of `alg`, with a database of its own in `folder`. Only the
+/// storage and the algorithm are set: every other setting (Argon2 included) keeps its default,
+/// whatever the environment says.
+fn token_issuer(
+    runtime: &Runtime,
+    folder: &tempfile::TempDir,
+    alg: SigningAlg,
+    now: OffsetDateTime,
+) -> (Config, TokenIssuer) {
+    let database = folder.path().join(format!("bench-{alg}.db"));
+    let database_url = format!("sqlite:{}", database.display());
+    let kek_file = folder.path().join("kek").display().to_string();
+    let config = Config::from_lookup(|name| match name {
+        "DATABASE_URL" => Some(database_url.clone()),
+        "KEY_ENCRYPTION_KEY_FILE" => Some(kek_file.clone()),
+        "SIGNING_ALG" => Some(alg.as_str().to_owned()),
+        _ => None,
+    })
+    .expect("a valid configuration");
+    let ring = runtime.block_on(async {
+        let store = Store::connect(config.database_url.expose(), 1)
+            .await
+            .expect("the SQLite database opens");
+        store.migrate().await.expect("the migrations apply");
+        let ring =
+            user_auth_service::server::open_key_ring(&config, store).expect("the key ring opens");
+        // Creates the signing key and caches its decrypted signer.
+        ring.ensure_ready(now).await.expect("a signing key");
+        ring
+    });
+    let issuer = TokenIssuer::new(
+        Arc::new(ring),
+        TokenSettings {
+            issuer: "http://127.0.0.1:8001".to_owned(),
+            audience: "http://127.0.0.1:8001".to_owned(),
+            access_token_ttl: config.access_token_ttl,
+            refresh_token_ttl: config.refresh_token_ttl,
+            first_party_client_id: config.first_party_client_id.clone(),
+        },
+    );
+    (config, issuer)
 }
 
 fn hot_paths(c: &mut Criterion) {
@@ -128,7 +150,7 @@ fn hot_paths(c: &mut Criterion) {
 fn tokens(c: &mut Criterion, fixture: &Fixture) {
     let Fixture {
         runtime,
-        issuer,
+        issuers,
         scope,
         now,
         ..
@@ -136,29 +158,39 @@ fn tokens(c: &mut Criterion, fixture: &Fixture) {
     let now = *now;
     let mut group = c.benchmark_group("tokens");
 
-    group.bench_function("rs256_sign_access_token", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(issuer.issue_for_client(black_box(CLIENT_ID), black_box(scope), now))
-                .expect("the token is signed")
+    for (alg, issuer) in issuers {
+        let name = alg.as_str().to_ascii_lowercase();
+        group.bench_function(format!("{name}_sign_access_token"), |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(issuer.issue_for_client(black_box(CLIENT_ID), black_box(scope), now))
+                    .expect("the token is signed")
+            });
         });
-    });
 
-    let token = runtime
-        .block_on(issuer.issue_for_client(CLIENT_ID, scope, now))
-        .expect("the token is signed")
-        .access_token;
-    // Fails here, not silently in the loop, if the token does not verify.
-    runtime
-        .block_on(issuer.verify_access_token(&token, now))
-        .expect("the token verifies");
-    group.bench_function("rs256_verify_access_token", |b| {
-        b.iter(|| {
-            runtime
-                .block_on(issuer.verify_access_token(black_box(&token), now))
-                .expect("the token verifies")
+        let token = runtime
+            .block_on(issuer.issue_for_client(CLIENT_ID, scope, now))
+            .expect("the token is signed")
+            .access_token;
+        // Fails here, not silently in the loop, if the token is not of the algorithm or does
+        // not verify.
+        let header = token.split('.').next().expect("a header");
+        let header =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
+                .expect("base64url");
+        let header: serde_json::Value = serde_json::from_slice(&header).expect("a JSON header");
+        assert_eq!(header["alg"], alg.as_str());
+        runtime
+            .block_on(issuer.verify_access_token(&token, now))
+            .expect("the token verifies");
+        group.bench_function(format!("{name}_verify_access_token"), |b| {
+            b.iter(|| {
+                runtime
+                    .block_on(issuer.verify_access_token(black_box(&token), now))
+                    .expect("the token verifies")
+            });
         });
-    });
+    }
 
     group.finish();
 }

@@ -1,9 +1,9 @@
 //! The two hardware ceilings the benchmark holds the service against, measured without HTTP,
 //! one core at a time:
 //!
-//! - RS256 signatures per second: `TokenIssuer::issue_for_client`, the client credentials
-//!   grant's whole signing path (claims, JSON, the cached signer), on a current-thread runtime;
-//!   then on every core at once;
+//! - signatures per second of an algorithm (RS256, ES256 or EdDSA): `TokenIssuer::issue_for_client`,
+//!   the client credentials grant's whole signing path (claims, JSON, the cached signer), on a
+//!   current-thread runtime; then on every core at once;
 //! - Argon2id hashes per second with the configured `ARGON2_*` parameters, by the argon2 crate
 //!   alone with one working memory per thread (no admission, no allocation per hash): on one
 //!   thread, then on all `PASSWORD_HASH_CONCURRENCY` threads at once, which shows what they
@@ -13,11 +13,12 @@
 //! may use for it (its worker threads, its `PASSWORD_HASH_CONCURRENCY`).
 //!
 //! ```text
-//! cargo run --release --example ceilings -- [seconds per measurement, default 5] [all, rs256 or argon2]
+//! cargo run --release --example ceilings -- [seconds per measurement, default 5] [all, rs256, es256, eddsa or argon2]
 //! ```
 //!
-//! It reads the same environment as the server (`ARGON2_*`, `PASSWORD_HASH_CONCURRENCY`) and
-//! keeps its key in a fresh SQLite database in a temporary folder.
+//! `all` measures RS256 and Argon2. It reads the same environment as the server (`ARGON2_*`,
+//! `PASSWORD_HASH_CONCURRENCY`) and keeps its key in a fresh SQLite database in a temporary
+//! folder.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde_json::json;
 use user_auth_service::config::Config;
-use user_auth_service::oauth::Scope;
+use user_auth_service::oauth::{Scope, SigningAlg};
 use user_auth_service::store::Store;
 use user_auth_service::tokens::{TokenIssuer, TokenSettings};
 
@@ -34,7 +35,7 @@ use user_auth_service::tokens::{TokenIssuer, TokenSettings};
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Which {
     All,
-    Rs256,
+    Signing(SigningAlg),
     Argon2,
 }
 
@@ -48,9 +49,19 @@ fn main() -> Result<(), String> {
     };
     let which = match args.next().as_deref() {
         None | Some("all") => Which::All,
-        Some("rs256") => Which::Rs256,
+        Some("rs256") => Which::Signing(SigningAlg::Rs256),
+        Some("es256") => Which::Signing(SigningAlg::Es256),
+        Some("eddsa") => Which::Signing(SigningAlg::EdDsa),
         Some("argon2") => Which::Argon2,
-        Some(other) => return Err(format!("unknown ceiling {other}: all, rs256 or argon2")),
+        Some(other) => {
+            return Err(format!(
+                "unknown ceiling {other}: all, rs256, es256, eddsa or argon2"
+            ));
+        }
+    };
+    let alg = match which {
+        Which::Signing(alg) => alg,
+        Which::All | Which::Argon2 => SigningAlg::Rs256,
     };
     let window = Duration::from_secs(seconds.max(1));
     let folder = std::env::temp_dir().join(format!("ceilings-{}", std::process::id()));
@@ -61,6 +72,7 @@ fn main() -> Result<(), String> {
         "DATABASE_URL" => Some(database_url.clone()),
         "KEY_ENCRYPTION_KEY_FILE" => Some(kek_file.display().to_string()),
         "KEY_ENCRYPTION_KEY" => None,
+        "SIGNING_ALG" => Some(alg.as_str().to_owned()),
         other => std::env::var(other).ok(),
     })
     .map_err(|error| error.to_string())?;
@@ -92,10 +104,11 @@ async fn measure(
     });
     if which != Which::Argon2 {
         let (one, all) = signatures(config, window).await?;
-        figures["rs256_signatures_per_second_per_core"] = json!(one);
-        figures["rs256_signatures_per_second_all_cores_at_once"] = json!(all);
+        let alg = config.signing_alg.as_str().to_ascii_lowercase();
+        figures[format!("{alg}_signatures_per_second_per_core")] = json!(one);
+        figures[format!("{alg}_signatures_per_second_all_cores_at_once")] = json!(all);
     }
-    if which != Which::Rs256 {
+    if !matches!(which, Which::Signing(_)) {
         let (one, all) = hashes(config, window)?;
         figures["argon2_hashes_per_second_per_core"] = json!(one);
         figures["argon2_hashes_per_second_all_threads_at_once"] = json!(all);
@@ -103,7 +116,8 @@ async fn measure(
     Ok(figures)
 }
 
-/// RS256 signatures per second through `issue_for_client`: on this thread, then on every core.
+/// Signatures per second of `SIGNING_ALG` through `issue_for_client`: on this thread, then on
+/// every core.
 async fn signatures(config: &Config, window: Duration) -> Result<(f64, f64), String> {
     let store = Store::connect(config.database_url.expose(), 1)
         .await
