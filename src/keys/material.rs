@@ -115,14 +115,14 @@ pub fn generate(alg: SigningAlg) -> Result<GeneratedKey, GenerationError> {
             let jwk = pair.to_jwk_public_key();
             public.x = string_parameter(&jwk, "x")?;
             public.y = string_parameter(&jwk, "y")?;
-            (public, Zeroizing::new(pair.to_der_private_key()))
+            (public, pkcs8(pair.to_der_private_key())?)
         }
         SigningAlg::EdDsa => {
             let pair = EdKeyPair::generate(EdCurve::Ed25519).map_err(josekit_error)?;
             let mut public = PublicJwk::new(alg, "OKP");
             public.crv = Some("Ed25519".to_owned());
             public.x = string_parameter(&pair.to_jwk_public_key(), "x")?;
-            (public, Zeroizing::new(pair.to_der_private_key()))
+            (public, pkcs8(pair.to_der_private_key())?)
         }
     };
     public.kid = public.thumbprint()?;
@@ -130,6 +130,15 @@ pub fn generate(alg: SigningAlg) -> Result<GeneratedKey, GenerationError> {
         public,
         private_pkcs8_der: der,
     })
+}
+
+/// OpenSSL writes an EC key in its SEC1 form; every key is stored as PKCS#8.
+fn pkcs8(der: Vec<u8>) -> Result<Zeroizing<Vec<u8>>, GenerationError> {
+    let der = Zeroizing::new(der);
+    openssl::pkey::PKey::private_key_from_der(&der)
+        .and_then(|key| key.private_key_to_pkcs8())
+        .map(Zeroizing::new)
+        .map_err(|error| GenerationError(error.to_string()))
 }
 
 fn generate_rsa() -> Result<(PublicJwk, Zeroizing<Vec<u8>>), GenerationError> {
