@@ -39,7 +39,7 @@ use user_auth_service::config::Config;
 use user_auth_service::keys::KeySet;
 use user_auth_service::oauth::{Scope, SigningAlg};
 use user_auth_service::store::Store;
-use user_auth_service::tokens::{TokenIssuer, TokenSettings};
+use user_auth_service::tokens::TokenIssuer;
 use user_auth_service::users::hashing::{HasherSettings, PasswordHasher};
 use user_auth_service::users::password::Password;
 
@@ -129,13 +129,7 @@ fn token_issuer(
     });
     let issuer = TokenIssuer::new(
         Arc::new(ring),
-        TokenSettings {
-            issuer: "http://127.0.0.1:8001".to_owned(),
-            audience: "http://127.0.0.1:8001".to_owned(),
-            access_token_ttl: config.access_token_ttl,
-            refresh_token_ttl: config.refresh_token_ttl,
-            first_party_client_id: config.first_party_client_id.clone(),
-        },
+        user_auth_service::server::token_settings(&config, "http://127.0.0.1:8001".to_owned()),
     );
     (config, issuer)
 }

@@ -28,7 +28,7 @@ use serde_json::json;
 use user_auth_service::config::Config;
 use user_auth_service::oauth::{Scope, SigningAlg};
 use user_auth_service::store::Store;
-use user_auth_service::tokens::{TokenIssuer, TokenSettings};
+use user_auth_service::tokens::TokenIssuer;
 
 /// Which ceilings to measure (the second argument): `bench/run` measures each again beside the
 /// load runs it bounds, so that a change in the host's speed hits both alike.
@@ -131,13 +131,7 @@ async fn signatures(config: &Config, window: Duration) -> Result<(f64, f64), Str
         .map_err(|error| error.to_string())?;
     let issuer = TokenIssuer::new(
         Arc::new(ring),
-        TokenSettings {
-            issuer: "http://127.0.0.1:8001".to_owned(),
-            audience: "http://127.0.0.1:8001".to_owned(),
-            access_token_ttl: config.access_token_ttl,
-            refresh_token_ttl: config.refresh_token_ttl,
-            first_party_client_id: config.first_party_client_id.clone(),
-        },
+        user_auth_service::server::token_settings(config, "http://127.0.0.1:8001".to_owned()),
     );
     let scope = Scope::parse("reports:read").unwrap_or_default();
 

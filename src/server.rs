@@ -128,6 +128,21 @@ pub fn key_ring_settings(config: &Config) -> KeyRingSettings {
     }
 }
 
+/// What tokens say and how long they live, from `config`, for tokens issued by `issuer`; the
+/// audience is the issuer unless `TOKEN_AUDIENCE` says otherwise.
+pub fn token_settings(config: &Config, issuer: String) -> TokenSettings {
+    TokenSettings {
+        audience: config
+            .token_audience
+            .clone()
+            .unwrap_or_else(|| issuer.clone()),
+        issuer,
+        access_token_ttl: config.access_token_ttl,
+        refresh_token_ttl: config.refresh_token_ttl,
+        first_party_client_id: config.first_party_client_id.clone(),
+    }
+}
+
 /// The key ring over `store`, as the server, the operator commands (`keys ...`), the
 /// benchmarks and the examples open it.
 pub fn open_key_ring(config: &Config, store: Store) -> Result<KeyRing, StartupError> {
@@ -185,16 +200,7 @@ impl Application {
 
         let tokens = Arc::new(TokenIssuer::new(
             Arc::clone(&keys),
-            TokenSettings {
-                audience: config
-                    .token_audience
-                    .clone()
-                    .unwrap_or_else(|| issuer.clone()),
-                issuer,
-                access_token_ttl: config.access_token_ttl,
-                refresh_token_ttl: config.refresh_token_ttl,
-                first_party_client_id: config.first_party_client_id.clone(),
-            },
+            token_settings(&config, issuer),
         ));
         let event_settings = config.event_settings();
         let events = if event_settings.destinations().is_empty() {

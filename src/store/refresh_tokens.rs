@@ -131,27 +131,38 @@ macro_rules! token_columns {
     };
 }
 
+/// The ten binds of a new refresh token, `$1`..`$10` in the column order of
+/// `insert_refresh_token!`.
+macro_rules! bind_refresh_token {
+    ($query:expr, $token:expr) => {
+        $query
+            .bind($token.id)
+            .bind($token.token_hash.as_slice())
+            .bind($token.family_id)
+            .bind($token.parent_id)
+            .bind($token.user_id)
+            .bind(&$token.client_id)
+            .bind(&$token.scope)
+            .bind($token.auth_time)
+            .bind($token.issued_at)
+            .bind($token.expires_at)
+    };
+}
+
 /// The insert of a new refresh token, for either backend.
 macro_rules! insert_refresh_token {
     ($token:expr) => {
-        sqlx::query(
-            "insert into refresh_tokens (id, token_hash, family_id, parent_id, user_id, \
-             client_id, scope, auth_time, issued_at, expires_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        $crate::store::refresh_tokens::bind_refresh_token!(
+            sqlx::query(
+                "insert into refresh_tokens (id, token_hash, family_id, parent_id, user_id, \
+                 client_id, scope, auth_time, issued_at, expires_at) \
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            ),
+            $token
         )
-        .bind($token.id)
-        .bind($token.token_hash.as_slice())
-        .bind($token.family_id)
-        .bind($token.parent_id)
-        .bind($token.user_id)
-        .bind(&$token.client_id)
-        .bind(&$token.scope)
-        .bind($token.auth_time)
-        .bind($token.issued_at)
-        .bind($token.expires_at)
     };
 }
-pub(super) use insert_refresh_token;
+pub(super) use {bind_refresh_token, insert_refresh_token};
 
 /// The insert of a new family's row, from its first refresh token, for either backend.
 macro_rules! insert_refresh_family {
@@ -187,19 +198,7 @@ macro_rules! claim_live_family {
 /// `insert_refresh_token!`, `$11` now, `$12` the old token's id.
 macro_rules! bind_rotation {
     ($query:expr, $token:expr, $old_id:expr, $now:expr) => {
-        $query
-            .bind($token.id)
-            .bind($token.token_hash.as_slice())
-            .bind($token.family_id)
-            .bind($token.parent_id)
-            .bind($token.user_id)
-            .bind(&$token.client_id)
-            .bind(&$token.scope)
-            .bind($token.auth_time)
-            .bind($token.issued_at)
-            .bind($token.expires_at)
-            .bind($now)
-            .bind($old_id)
+        bind_refresh_token!($query, $token).bind($now).bind($old_id)
     };
 }
 

@@ -78,19 +78,7 @@ async fn for_minutes_of_rotations_no_token_carries_a_kid_a_cached_jwks_lacks_and
 
         // The JWKS a verifier fetched JWKS_MAX_AGE before this token may still be its cache:
         // it must already hold the token's kid.
-        let kid = kid_of(&token);
-        if let Some((_, cached)) = fetched
-            .iter()
-            .rev()
-            .find(|(at, _)| *at + max_age <= issued_at)
-        {
-            assert!(
-                cached.contains(&kid),
-                "a token at {} carries kid {kid}, missing from the JWKS fetched {max_age} \
-                 earlier: {cached:?}",
-                issued_at - started
-            );
-        }
+        assert_published_earlier(&fetched, &token, issued_at, max_age, started);
         tokens.push((i64_at(&jwt_parts(&token).1, "exp"), token));
 
         // Every token issued so far and not expired verifies against the JWKS served now.
@@ -98,11 +86,7 @@ async fn for_minutes_of_rotations_no_token_carries_a_kid_a_cached_jwks_lacks_and
         if now - last_check >= time::Duration::seconds(3) {
             last_check = now;
             let now = now.unix_timestamp();
-            for (exp, token) in tokens.iter().filter(|(exp, _)| now < *exp) {
-                if let Err(reason) = verify_at(token, &jwks, &app, now) {
-                    panic!("at {now} a token valid until {exp} no longer verifies: {reason}");
-                }
-            }
+            assert_unexpired_verify(&tokens, &jwks, &app, now);
         }
         clock.advance(step);
     }
@@ -346,6 +330,40 @@ async fn a_scheduled_rotation_while_a_key_waits_to_sign_returns_that_key() {
 }
 
 /// `keys list`, by kid.
+/// The JWKS a verifier fetched `max_age` before `token` was issued may still be its cache: it
+/// must already hold the token's kid. `fetched` holds each JWKS's kids by the time it was read.
+fn assert_published_earlier(
+    fetched: &[(time::OffsetDateTime, BTreeSet<String>)],
+    token: &str,
+    issued_at: time::OffsetDateTime,
+    max_age: time::Duration,
+    started: time::OffsetDateTime,
+) {
+    let kid = kid_of(token);
+    if let Some((_, cached)) = fetched
+        .iter()
+        .rev()
+        .find(|(at, _)| *at + max_age <= issued_at)
+    {
+        assert!(
+            cached.contains(&kid),
+            "a token at {} carries kid {kid}, missing from the JWKS fetched {max_age} earlier: \
+             {cached:?}",
+            issued_at - started
+        );
+    }
+}
+
+/// Every token of `tokens` (with its `exp`) that has not expired at `now` verifies against
+/// `jwks`.
+fn assert_unexpired_verify(tokens: &[(i64, String)], jwks: &Value, app: &TestApp, now: i64) {
+    for (exp, token) in tokens.iter().filter(|(exp, _)| now < *exp) {
+        if let Err(reason) = verify_at(token, jwks, app, now) {
+            panic!("at {now} a token valid until {exp} no longer verifies: {reason}");
+        }
+    }
+}
+
 async fn listed_keys(app: &TestApp) -> BTreeMap<String, Value> {
     let list = app.cli_json(&["keys", "list"]).await;
     list.as_array()
@@ -730,19 +748,7 @@ async fn a_rolling_change_from_rs256_to_es256_never_shows_a_verifier_an_unknown_
         let body: Value = response.json().await.unwrap();
         for name in ["access_token", "id_token"] {
             let token = str_at(&body, name).to_owned();
-            let kid = kid_of(&token);
-            if let Some((_, cached)) = fetched
-                .iter()
-                .rev()
-                .find(|(at, _)| *at + max_age <= issued_at)
-            {
-                assert!(
-                    cached.contains(&kid),
-                    "a token at {} carries kid {kid}, missing from the JWKS fetched {max_age} \
-                     earlier: {cached:?}",
-                    issued_at - started
-                );
-            }
+            assert_published_earlier(&fetched, &token, issued_at, max_age, started);
             if name == "access_token" {
                 token_algs.push((
                     issued_at - started,
@@ -756,11 +762,7 @@ async fn a_rolling_change_from_rs256_to_es256_never_shows_a_verifier_an_unknown_
         if now - last_check >= time::Duration::seconds(3) {
             last_check = now;
             let now = now.unix_timestamp();
-            for (exp, token) in tokens.iter().filter(|(exp, _)| now < *exp) {
-                if let Err(reason) = verify_at(token, &jwks, &replicas[0], now) {
-                    panic!("at {now} a token valid until {exp} no longer verifies: {reason}");
-                }
-            }
+            assert_unexpired_verify(&tokens, &jwks, &replicas[0], now);
         }
         clock.advance(step);
     }
