@@ -114,10 +114,7 @@ impl Signer {
                         .and_then(|key| key.private_key_to_pkcs8())
                         .map_err(|error| unusable(error.to_string()))?,
                 );
-                Arc::new(
-                    CurveSigner::from_pkcs8(alg, &pkcs8)
-                        .map_err(|error| unusable(error.to_string()))?,
-                )
+                Arc::new(CurveSigner::from_pkcs8(alg, &pkcs8).map_err(unusable)?)
             }
         };
         Ok(SigningKey {
@@ -144,18 +141,25 @@ enum CurveKey {
 }
 
 impl CurveSigner {
-    fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<Self, ring::error::KeyRejected> {
+    /// The signer of an ES256 or EdDSA key; none for RS256, which OpenSSL signs.
+    fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<Self, String> {
+        let rejected = |error: ring::error::KeyRejected| error.to_string();
         let rng = ring::rand::SystemRandom::new();
         let key = match alg {
-            SigningAlg::Es256 => CurveKey::P256(ring::signature::EcdsaKeyPair::from_pkcs8(
-                &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                der,
-                &rng,
-            )?),
-            // OpenSSL writes PKCS#8 v1, without the public key ring's strict parser asks for.
-            SigningAlg::EdDsa | SigningAlg::Rs256 => CurveKey::Ed25519(
-                ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)?,
+            SigningAlg::Es256 => CurveKey::P256(
+                ring::signature::EcdsaKeyPair::from_pkcs8(
+                    &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                    &rng,
+                )
+                .map_err(rejected)?,
             ),
+            // OpenSSL writes PKCS#8 v1, without the public key ring's strict parser asks for.
+            SigningAlg::EdDsa => CurveKey::Ed25519(
+                ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(rejected)?,
+            ),
+            SigningAlg::Rs256 => return Err("RS256 keys are not signed by ring".to_owned()),
         };
         Ok(CurveSigner {
             key: Arc::new(key),
