@@ -9,6 +9,7 @@ mod clients;
 mod events;
 mod keys;
 mod refresh_tokens;
+mod sqlite_writer;
 mod throttle;
 mod users;
 
@@ -30,6 +31,7 @@ pub use refresh_tokens::{
     AccessTokenStanding, NewRefreshToken, RefreshGrantRow, RefreshTokenRow, Replacement, Rotation,
     TokenRetention, TokensPurged,
 };
+pub use sqlite_writer::SqliteWriter;
 pub(crate) use throttle::record_signin_success;
 pub use throttle::{
     Admission, RateBudget, RefusedBy, SigninAccount, SigninAttempt, SigninSuccess, StreakRule,
@@ -53,8 +55,8 @@ pub(crate) use on_pool;
 macro_rules! on_pool_writing {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool, gate) => {
-                let _turn = gate.lock().await;
+            $crate::store::Store::Sqlite($pool, writer) => {
+                let _turn = writer.turn().await;
                 $body
             }
             $crate::store::Store::Postgres($pool) => $body,
@@ -81,8 +83,9 @@ pub enum Store {
     /// waited hundreds of milliseconds at the 99th percentile. This process's writers queue at
     /// the gate instead, first come first served, and only another process's writer (a second
     /// replica on the same file) still meets the busy handler. The gate is always taken before
-    /// a connection, never while holding one, so the two cannot deadlock.
-    Sqlite(SqlitePool, Arc<tokio::sync::Mutex<()>>),
+    /// a connection, never while holding one, so the two cannot deadlock. Refresh-token
+    /// rotations go through the writer's group commit.
+    Sqlite(SqlitePool, Arc<SqliteWriter>),
     Postgres(PgPool),
 }
 
@@ -217,7 +220,8 @@ impl Store {
                     location,
                     reason: error.to_string(),
                 })?;
-            Ok(Store::Sqlite(pool, Arc::new(tokio::sync::Mutex::new(()))))
+            let writer = Arc::new(SqliteWriter::start(pool.clone()));
+            Ok(Store::Sqlite(pool, writer))
         } else {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|error| StoreError::Url(error.to_string()))?;

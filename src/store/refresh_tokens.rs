@@ -198,9 +198,26 @@ macro_rules! claim_live_family {
 /// `insert_refresh_token!`, `$11` now, `$12` the old token's id.
 macro_rules! bind_rotation {
     ($query:expr, $token:expr, $old_id:expr, $now:expr) => {
-        bind_refresh_token!($query, $token).bind($now).bind($old_id)
+        $crate::store::refresh_tokens::bind_refresh_token!($query, $token)
+            .bind($now)
+            .bind($old_id)
     };
 }
+pub(super) use bind_rotation;
+
+/// A rotation on SQLite, which has no writing CTE: statements run one after the other, each
+/// going on only if the one before changed a row (`changes()`), and the last answers whether
+/// the token rotated and whether its family is live. Binds as `bind_rotation!`.
+pub(super) const SQLITE_ROTATION: &str = "update refresh_tokens set used_at = $11 \
+     where id = $12 and used_at is null and revoked_at is null \
+       and exists (select 1 from refresh_families where id = $3 and ended_at is null); \
+     insert into refresh_tokens (id, token_hash, family_id, parent_id, user_id, client_id, \
+       scope, auth_time, issued_at, expires_at) \
+     select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 where changes() = 1; \
+     update refresh_families set issued_at = $9, expires_at = $10 \
+     where id = $3 and changes() = 1; \
+     select changes() = 1, \
+       exists (select 1 from refresh_families where id = $3 and ended_at is null)";
 
 impl Store {
     /// Starts a family with its first refresh token, and records the sign-in that asked for it
@@ -264,7 +281,8 @@ impl Store {
     ///
     /// The busiest write of the service, so it takes as few round trips as each backend allows
     /// (it runs once per refresh grant, while other requests wait for the same cores): one
-    /// statement on PostgreSQL, and one batch of statements inside the transaction on SQLite.
+    /// statement on PostgreSQL; on SQLite, one batch of statements in a group commit with the
+    /// other rotations waiting.
     pub async fn rotate_refresh_token(
         &self,
         old_id: Uuid,
@@ -305,35 +323,8 @@ impl Store {
                 .fetch_one(pool)
                 .await?
             }
-            Store::Sqlite(pool, gate) => {
-                // SQLite has no writing CTE; its statements run one after the other in one call
-                // to the connection's thread, each going on only if the one before changed a
-                // row (`changes()`).
-                let _turn = gate.lock().await;
-                let mut tx = pool.begin().await?;
-                let outcome = bind_rotation!(
-                    sqlx::query_as(
-                        "update refresh_tokens set used_at = $11 \
-                     where id = $12 and used_at is null and revoked_at is null \
-                       and exists (select 1 from refresh_families where id = $3 \
-                         and ended_at is null); \
-                     insert into refresh_tokens (id, token_hash, family_id, parent_id, user_id, \
-                       client_id, scope, auth_time, issued_at, expires_at) \
-                     select $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 where changes() = 1; \
-                     update refresh_families set issued_at = $9, expires_at = $10 \
-                     where id = $3 and changes() = 1; \
-                     select changes() = 1, \
-                       exists (select 1 from refresh_families where id = $3 and ended_at is null)"
-                    ),
-                    new,
-                    old_id,
-                    now
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                outcome
-            }
+            // Committed with the other rotations waiting at that moment (`SqliteWriter`).
+            Store::Sqlite(_, writer) => writer.rotate(old_id, new, now).await?,
         };
         Ok(match (rotated, live) {
             (true, _) => Rotation::Rotated,

@@ -1,5 +1,5 @@
-//! A replica killed with SIGKILL in the middle of a signup flood loses no signup it answered
-//! with 201: an answer is sent only after the commit.
+//! A replica killed with SIGKILL in the middle of a flood of signups, or of refresh grants,
+//! loses nothing it answered: an answer is sent only after the commit.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +21,9 @@ async fn start(dir: &std::path::Path, database: &TestDatabase, kek: &str) -> Ser
         // The flood comes from one address; the per-address budgets have tests of their own.
         ("SIGNUPS_PER_ADDRESS", "1000000"),
         ("PASSWORD_ATTEMPTS_PER_ADDRESS", "1000"),
+        // The request in flight at the kill may have rotated without being answered; its
+        // client then retries the token it holds, which the grace window allows.
+        ("REFRESH_REUSE_GRACE", "5m"),
     ];
     ServerProcess::serve_quietly(dir, &vars).await
 }
@@ -105,5 +108,95 @@ async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{username} was lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_during_a_refresh_flood_loses_no_rotation_it_answered() {
+    let database = TestDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kek = random_kek();
+    let server = start(dir.path(), &database, &kek).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let base = Arc::new(server.base.clone());
+
+    // 16 chains of rotations, each from a signup's refresh token (the built-in public client),
+    // each keeping the last refresh token it was answered, for as long as the server lives.
+    let mut chains = Vec::new();
+    for _ in 0..16 {
+        let signup: serde_json::Value = client
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&json!({"username": unique_username(), "password": strong_password()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let first = signup["refresh_token"].as_str().unwrap().to_owned();
+        let client = client.clone();
+        let base = Arc::clone(&base);
+        chains.push(tokio::spawn(async move {
+            let mut held = first;
+            let mut rotations = 0_u32;
+            loop {
+                let result = client
+                    .post(format!("{base}/token"))
+                    .form(&[("grant_type", "refresh_token"), ("refresh_token", &held)])
+                    .send()
+                    .await;
+                let response = match result {
+                    Ok(response) => response,
+                    // The server died under this request: no answer, no promise.
+                    Err(_) => break,
+                };
+                assert_eq!(response.status(), StatusCode::OK, "rotation {rotations}");
+                let body: serde_json::Value = match response.json().await {
+                    Ok(body) => body,
+                    Err(_) => break,
+                };
+                held = body["refresh_token"].as_str().unwrap().to_owned();
+                rotations += 1;
+            }
+            (held, rotations)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut held = Vec::new();
+    for chain in chains {
+        held.push(chain.await.unwrap());
+    }
+    drop(server);
+    let answered: u32 = held.iter().map(|(_, rotations)| rotations).sum();
+    println!("rotations answered before the kill: {answered}");
+    let per_chain: Vec<u32> = held.iter().map(|(_, rotations)| *rotations).collect();
+    assert!(
+        per_chain.iter().all(|rotations| *rotations >= 2),
+        "every chain got going before the kill: {per_chain:?}"
+    );
+
+    // After recovery the last refresh token each chain was answered is there and works: its
+    // rotation was committed before it was answered.
+    let restarted = start(dir.path(), &database, &kek).await;
+    for (token, rotations) in &held {
+        let response = client
+            .post(format!("{}/token", restarted.base))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "the refresh token answered by rotation {rotations} was lost"
+        );
     }
 }
