@@ -24,8 +24,9 @@ RUN apt-get update \
 WORKDIR /build
 
 # Build the dependencies alone first, against a placeholder main.rs, so this
-# slow layer is reused until Cargo.toml or Cargo.lock change.
+# slow layer is reused until Cargo.toml, Cargo.lock or a vendored crate change.
 COPY Cargo.toml Cargo.lock ./
+COPY vendor ./vendor
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && cargo build --release --locked \
