@@ -32,19 +32,57 @@ async fn users_in_database(url: &str) -> i64 {
     TestConnection::open(url).await.count_rows("users").await
 }
 
+/// A replica on a fresh database, and a client patient enough for a loaded server.
+struct Replica {
+    database: Arc<TestDatabase>,
+    dir: tempfile::TempDir,
+    kek: String,
+    server: ServerProcess,
+    client: reqwest::Client,
+}
+
+impl Replica {
+    async fn start() -> Replica {
+        let database = TestDatabase::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kek = random_kek();
+        let server = start(dir.path(), &database, &kek).await;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Replica {
+            database,
+            dir,
+            kek,
+            server,
+            client,
+        }
+    }
+
+    /// SIGKILL after `after`: no graceful shutdown, nothing flushed on the way out.
+    async fn kill_after(&self, after: Duration) {
+        tokio::time::sleep(after).await;
+        let killed = std::process::Command::new("kill")
+            .args(["-KILL", &self.server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
+
+    /// A new process on the same database and keys.
+    async fn restart(&self) -> ServerProcess {
+        start(self.dir.path(), &self.database, &self.kek).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
-    let database = TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kek = random_kek();
-    let server = start(dir.path(), &database, &kek).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let replica = Replica::start().await;
+    let client = &replica.client;
 
     // A flood of signups, 16 at a time, for as long as the server lives.
-    let base = Arc::new(server.base.clone());
+    let base = Arc::new(replica.server.base.clone());
     let mut flood = Vec::new();
     for _ in 0..16 {
         let client = client.clone();
@@ -71,17 +109,11 @@ async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
             answered
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    replica.kill_after(Duration::from_millis(1_500)).await;
     let mut answered = Vec::new();
     for task in flood {
         answered.extend(task.await.unwrap());
     }
-    drop(server);
     assert!(
         answered.len() >= 10,
         "the flood got going before the kill: {}",
@@ -89,7 +121,7 @@ async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
     );
 
     // After recovery every answered signup is there, and can sign in.
-    let found = users_in_database(&database.url).await;
+    let found = users_in_database(&replica.database.url).await;
     println!(
         "signups answered 201: {}; users found in the database after recovery: {found}",
         answered.len()
@@ -99,7 +131,7 @@ async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
         "{} answered, {found} stored",
         answered.len()
     );
-    let restarted = start(dir.path(), &database, &kek).await;
+    let restarted = replica.restart().await;
     for (username, password) in &answered {
         let response = client
             .post(format!("{}/api/v1/auth/signin", restarted.base))
@@ -113,15 +145,9 @@ async fn a_replica_killed_during_a_signup_flood_loses_no_signup_it_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_during_a_refresh_flood_loses_no_rotation_it_answered() {
-    let database = TestDatabase::create().await;
-    let dir = tempfile::tempdir().unwrap();
-    let kek = random_kek();
-    let server = start(dir.path(), &database, &kek).await;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    let base = Arc::new(server.base.clone());
+    let replica = Replica::start().await;
+    let client = &replica.client;
+    let base = Arc::new(replica.server.base.clone());
 
     // 16 chains of rotations, each from a signup's refresh token (the built-in public client),
     // each keeping the last refresh token it was answered, for as long as the server lives.
@@ -164,17 +190,11 @@ async fn a_replica_killed_during_a_refresh_flood_loses_no_rotation_it_answered()
             (held, rotations)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &server.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    replica.kill_after(Duration::from_millis(1_500)).await;
     let mut held = Vec::new();
     for chain in chains {
         held.push(chain.await.unwrap());
     }
-    drop(server);
     let answered: u32 = held.iter().map(|(_, rotations)| rotations).sum();
     println!("rotations answered before the kill: {answered}");
     let per_chain: Vec<u32> = held.iter().map(|(_, rotations)| *rotations).collect();
@@ -185,7 +205,7 @@ async fn a_replica_killed_during_a_refresh_flood_loses_no_rotation_it_answered()
 
     // After recovery the last refresh token each chain was answered is there and works: its
     // rotation was committed before it was answered.
-    let restarted = start(dir.path(), &database, &kek).await;
+    let restarted = replica.restart().await;
     for (token, rotations) in &held {
         let response = client
             .post(format!("{}/token", restarted.base))
