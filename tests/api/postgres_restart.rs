@@ -31,21 +31,32 @@ fn postgres_bin() -> PathBuf {
 
 /// Runs a PostgreSQL program as the `postgres` user (the server refuses to run as root).
 fn as_postgres(program: &Path, args: &[&str]) {
-    let status = Command::new("runuser")
+    assert!(
+        try_as_postgres(program, args),
+        "{} {args:?} failed",
+        program.display()
+    );
+}
+
+/// `as_postgres`, answering whether the program succeeded.
+fn try_as_postgres(program: &Path, args: &[&str]) -> bool {
+    Command::new("runuser")
         .args(["-u", "postgres", "--"])
         .arg(program)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .expect("runuser");
-    assert!(status.success(), "{} {args:?} failed", program.display());
+        .expect("runuser")
+        .success()
 }
 
 struct PrivatePostgres {
     bin: PathBuf,
     data: String,
     options: String,
+    /// The server's own log, shown if it does not start.
+    log: String,
     _dir: tempfile::TempDir,
 }
 
@@ -71,25 +82,38 @@ impl PrivatePostgres {
             ),
             bin,
             data,
+            log: dir.path().join("postgres.log").display().to_string(),
             _dir: dir,
         };
         server.start();
         server
     }
 
+    /// Starts the server on its port. Between a stop and a start, the system may give that
+    /// port to another test's process (every test asks it for a free one), so a start that
+    /// fails is tried again for a while before the server's log is shown.
     fn start(&self) {
-        as_postgres(
-            &self.bin.join("pg_ctl"),
-            &[
+        for _ in 0..30 {
+            let args = [
                 "-D",
                 &self.data,
                 "-o",
                 &self.options,
+                "-l",
+                &self.log,
                 "-w",
                 "-t",
                 "60",
                 "start",
-            ],
+            ];
+            if try_as_postgres(&self.bin.join("pg_ctl"), &args) {
+                return;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        panic!(
+            "PostgreSQL did not start: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
         );
     }
 
